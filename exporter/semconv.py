@@ -1,0 +1,359 @@
+"""Every name the library emits: metrics, labels, span attributes, events, statuses.
+
+The docs (`docs/telemetry.md`), the dashboards and the alert rules are tested against this
+module, so a name changes here and everywhere else at once. The GenAI names follow the
+OpenTelemetry GenAI semantic conventions (Development status); they are kept here rather than
+imported from `opentelemetry.semconv._incubating` so that they can move without breaking us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+# --------------------------------------------------------------------------- closed value sets
+
+
+class ExecutionStatus(StrEnum):
+    """Life cycle of an execution; only the last three are terminal."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES: Final = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+
+
+class FailureCause(StrEnum):
+    """Why a failed execution failed."""
+
+    VALIDATION_FAILURE = "validation_failure"
+    TOOL_ERROR = "tool_error"
+    MISSING_DATA = "missing_data"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class StepStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NEEDS_REVIEW = "needs_review"
+
+
+class ToolOutcome(StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+class EvaluationResult(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+class PendingReason(StrEnum):
+    QUEUED = "queued"
+    APPROVAL = "approval"
+
+
+class TokenType(StrEnum):
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class Trigger(StrEnum):
+    """Known triggers. Others are accepted, bounded by the cardinality guard."""
+
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+    MANUAL = "manual"
+    TIMER = "timer"
+    API = "api"
+
+
+class DropReason(StrEnum):
+    """Values of `agent_exporter_dropped_total{reason}`: what was corrected or dropped."""
+
+    LABEL_OVERFLOW = "label_overflow"  # a label value over the per-agent cap became __other__
+    INVALID_NAME = "invalid_name"  # empty, non-string or over-long name, coerced
+    INVALID_SCORE = "invalid_score"  # NaN, inf, negative or > 100: not observed
+    SCORE_CORRECTED = "score_corrected"  # a percentage (1 < x <= 100) divided by 100
+    INVALID_USAGE = "invalid_usage"  # negative or non-numeric token counts: not counted
+    UNKNOWN_CAUSE = "unknown_cause"  # a failure cause outside FailureCause: recorded as error
+    UNKNOWN_REASON = "unknown_reason"  # a pending reason outside PendingReason: recorded as queued
+    UNKNOWN_STATUS = "unknown_status"  # a step status outside StepStatus: ignored
+    CONTENT_TRUNCATED = "content_truncated"  # captured content cut to the size limit
+    CONTENT_UNSERIALISABLE = "content_unserialisable"  # parts replaced by their repr()
+    REDACT_ERROR = "redact_error"  # the user's redaction hook raised: content withheld
+    USE_AFTER_END = "use_after_end"  # a call on a step or execution that had already ended
+    INVALID_CARRIER = "invalid_carrier"  # resume_execution() got a forged or corrupted carrier
+    EXPORT_FAILURE = "export_failure"  # spans the OTLP exporter could not deliver
+    EXPORT_QUEUE_FULL = "export_queue_full"  # spans dropped because the export queue was full
+    INTERNAL_ERROR = "internal_error"  # a bug in the library, caught at the boundary
+
+
+OTHER_LABEL_VALUE: Final = "__other__"  # where label values over the cardinality cap go
+UNKNOWN_LABEL_VALUE: Final = "unknown"  # an empty or missing name
+
+# --------------------------------------------------------------------------- label names
+
+LABEL_AGENT: Final = "agent"
+LABEL_TRIGGER: Final = "trigger"
+LABEL_STATUS: Final = "status"
+LABEL_CAUSE: Final = "cause"
+LABEL_REASON: Final = "reason"
+LABEL_STEP: Final = "step"
+LABEL_TOOL: Final = "tool"
+LABEL_OUTCOME: Final = "outcome"
+LABEL_RESULT: Final = "result"
+LABEL_TYPE: Final = "type"
+LABEL_PATH: Final = "path"
+LABEL_OBJECTIVE: Final = "objective"
+EXEMPLAR_TRACE_ID: Final = "trace_id"  # the exemplar label Grafana links to Jaeger with
+
+# --------------------------------------------------------------------------- buckets
+
+# Runtime of a whole execution or a step: 0.1 s to 1 h, dense between 30 s and 5 min so that
+# p95 against the default 120 s objective is resolved to within about 15 %.
+DURATION_BUCKETS: Final = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 75.0, 90.0, 105.0,
+    120.0, 135.0, 150.0, 180.0, 240.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+)  # fmt: skip
+# Tool response time: 10 ms to 2 min; APIs and model calls live between 50 ms and 30 s.
+TOOL_DURATION_BUCKETS: Final = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+# Time spent pending (queued or awaiting a human): 1 s to 1 day, dense around the 30 min objective.
+PENDING_DURATION_BUCKETS: Final = (
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0,
+    3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+)  # fmt: skip
+# Evaluation scores 0-1: coarse below 0.5, fine from 0.5 to 1.0 where objectives sit.
+SCORE_BUCKETS: Final = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0)
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric family: its exposed name, type, labels and help text."""
+
+    name: str
+    type: str  # counter | histogram | gauge
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] | None = None
+
+
+EXECUTIONS_STARTED: Final = MetricSpec(
+    "agent_executions_started_total", "counter", (LABEL_AGENT, LABEL_TRIGGER),
+    "Executions that began running.",
+)  # fmt: skip
+EXECUTIONS_FINISHED: Final = MetricSpec(
+    "agent_executions_finished_total", "counter", (LABEL_AGENT, LABEL_TRIGGER, LABEL_STATUS),
+    "Executions that ended, by terminal status (completed, failed, cancelled).",
+)  # fmt: skip
+EXECUTION_FAILURES: Final = MetricSpec(
+    "agent_execution_failures_total", "counter", (LABEL_AGENT, LABEL_TRIGGER, LABEL_CAUSE),
+    "Failed executions by cause.",
+)  # fmt: skip
+EXECUTION_DURATION: Final = MetricSpec(
+    "agent_execution_duration_seconds", "histogram", (LABEL_AGENT, LABEL_TRIGGER, LABEL_STATUS),
+    "Trigger-to-end runtime of an execution, excluding time spent pending.", DURATION_BUCKETS,
+)  # fmt: skip
+EXECUTION_EVALUATION_SCORE: Final = MetricSpec(
+    "agent_execution_evaluation_score", "histogram", (LABEL_AGENT, LABEL_TRIGGER),
+    "Mean evaluation score of an execution, 0-1.", SCORE_BUCKETS,
+)  # fmt: skip
+EXECUTIONS_IN_PROGRESS: Final = MetricSpec(
+    "agent_executions_in_progress", "gauge", (LABEL_AGENT,),
+    "Executions running now in this process.",
+)  # fmt: skip
+EXECUTIONS_PENDING: Final = MetricSpec(
+    "agent_executions_pending", "gauge", (LABEL_AGENT, LABEL_REASON),
+    "Executions waiting now in this process (queued, or awaiting approval).",
+)  # fmt: skip
+EXECUTION_PENDING_OLDEST: Final = MetricSpec(
+    "agent_execution_pending_oldest_timestamp_seconds", "gauge", (LABEL_AGENT, LABEL_REASON),
+    "Unix time the oldest still-pending execution began waiting (0 when none).",
+)  # fmt: skip
+EXECUTION_PENDING_DURATION: Final = MetricSpec(
+    "agent_execution_pending_duration_seconds", "histogram", (LABEL_AGENT, LABEL_REASON),
+    "How long executions waited (queued or for approval) before running.", PENDING_DURATION_BUCKETS,
+)  # fmt: skip
+STEPS: Final = MetricSpec(
+    "agent_steps_total", "counter", (LABEL_AGENT, LABEL_STEP, LABEL_STATUS),
+    "Steps that ended, by step status (passed, failed, needs_review).",
+)  # fmt: skip
+STEP_DURATION: Final = MetricSpec(
+    "agent_step_duration_seconds", "histogram", (LABEL_AGENT, LABEL_STEP),
+    "Runtime of one step.", DURATION_BUCKETS,
+)  # fmt: skip
+STEP_EVALUATION_SCORE: Final = MetricSpec(
+    "agent_step_evaluation_score", "histogram", (LABEL_AGENT, LABEL_STEP),
+    "Each evaluation score of a step, 0-1.", SCORE_BUCKETS,
+)  # fmt: skip
+EVALUATIONS: Final = MetricSpec(
+    "agent_evaluations_total", "counter", (LABEL_AGENT, LABEL_STEP, LABEL_RESULT),
+    "Evaluations of steps, by result (pass, fail).",
+)  # fmt: skip
+TOOL_CALLS: Final = MetricSpec(
+    "agent_tool_calls_total", "counter", (LABEL_AGENT, LABEL_TOOL, LABEL_OUTCOME),
+    "Tool and integration calls, by outcome (success, error, timeout).",
+)  # fmt: skip
+TOOL_CALL_DURATION: Final = MetricSpec(
+    "agent_tool_call_duration_seconds", "histogram", (LABEL_AGENT, LABEL_TOOL),
+    "Response time of a tool or integration call.", TOOL_DURATION_BUCKETS,
+)  # fmt: skip
+TOKENS: Final = MetricSpec(
+    "agent_tokens_total", "counter", (LABEL_AGENT, LABEL_STEP, LABEL_TYPE),
+    "Tokens used, by step and type (input, output).",
+)  # fmt: skip
+BRANCH_DECISIONS: Final = MetricSpec(
+    "agent_branch_decisions_total", "counter", (LABEL_AGENT, LABEL_STEP, LABEL_PATH),
+    "Paths taken at decision points.",
+)  # fmt: skip
+OBJECTIVE: Final = MetricSpec(
+    "agent_objective", "gauge", (LABEL_AGENT, LABEL_OBJECTIVE),
+    "The agent's configured targets, read by the alert rules and dashboards.",
+)  # fmt: skip
+EXPORTER_DROPPED: Final = MetricSpec(
+    "agent_exporter_dropped_total", "counter", (LABEL_REASON,),
+    "Telemetry the library had to drop or correct, by reason.",
+)  # fmt: skip
+
+METRICS: Final[tuple[MetricSpec, ...]] = (
+    EXECUTIONS_STARTED, EXECUTIONS_FINISHED, EXECUTION_FAILURES, EXECUTION_DURATION,
+    EXECUTION_EVALUATION_SCORE, EXECUTIONS_IN_PROGRESS, EXECUTIONS_PENDING, EXECUTION_PENDING_OLDEST,
+    EXECUTION_PENDING_DURATION, STEPS, STEP_DURATION, STEP_EVALUATION_SCORE, EVALUATIONS, TOOL_CALLS,
+    TOOL_CALL_DURATION, TOKENS, BRANCH_DECISIONS, OBJECTIVE, EXPORTER_DROPPED,
+)  # fmt: skip
+METRIC_NAMES: Final = frozenset(m.name for m in METRICS)
+
+
+def exposed_series_names(spec: MetricSpec) -> tuple[str, ...]:
+    """The series names Prometheus stores for a family (histograms expand to three)."""
+    if spec.type == "histogram":
+        return (spec.name + "_bucket", spec.name + "_sum", spec.name + "_count")
+    return (spec.name,)
+
+
+# --------------------------------------------------------------------------- objectives
+
+OBJECTIVE_COMPLETION_RATIO: Final = "completion_ratio"
+OBJECTIVE_MAX_RUNTIME_SECONDS: Final = "max_runtime_seconds"
+OBJECTIVE_MIN_EVALUATION_SCORE: Final = "min_evaluation_score"
+OBJECTIVE_MAX_TOOL_ERROR_RATIO: Final = "max_tool_error_ratio"
+OBJECTIVE_MAX_PENDING_SECONDS: Final = "max_pending_seconds"
+
+DEFAULT_OBJECTIVES: Final[dict[str, float]] = {
+    OBJECTIVE_COMPLETION_RATIO: 0.95,
+    OBJECTIVE_MAX_RUNTIME_SECONDS: 120.0,
+    OBJECTIVE_MIN_EVALUATION_SCORE: 0.90,
+    OBJECTIVE_MAX_TOOL_ERROR_RATIO: 0.10,
+    OBJECTIVE_MAX_PENDING_SECONDS: 1800.0,
+}
+
+# --------------------------------------------------------------------------- traces
+
+SPAN_EXECUTION: Final = "invoke_workflow {agent}"  # format with agent=
+SPAN_TOOL_CALL: Final = "execute_tool {tool}"  # format with tool=
+# A step span is named after the step itself.
+
+OPERATION_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+
+# GenAI semantic conventions
+ATTR_GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+ATTR_GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+ATTR_GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+ATTR_GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+ATTR_GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+ATTR_GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+ATTR_ERROR_TYPE: Final = "error.type"
+
+# Execution span, task namespace
+ATTR_TASK_ID: Final = "task.id"
+ATTR_TASK_TRIGGER: Final = "task.trigger"
+ATTR_TASK_STATUS: Final = "task.status"
+ATTR_TASK_FAILURE_CAUSE: Final = "task.failure.cause"
+ATTR_TASK_DESCRIPTION: Final = "task.description"
+ATTR_TASK_EVALUATION_SCORE: Final = "task.evaluation.score"
+
+# Step span
+ATTR_STEP_NAME: Final = "task.step.name"
+ATTR_STEP_INDEX: Final = "task.step.index"
+ATTR_STEP_STATUS: Final = "task.step.status"
+ATTR_STEP_INPUT: Final = "task.step.input"
+ATTR_STEP_OUTPUT: Final = "task.step.output"
+
+# Events on the execution span
+EVENT_PENDING: Final = "pending"
+EVENT_RESUMED: Final = "resumed"
+ATTR_PENDING_REASON: Final = "task.pending.reason"
+ATTR_PENDING_SECONDS: Final = "task.pending.duration"
+
+# Evaluation event on the step span
+EVENT_EVALUATION: Final = "gen_ai.evaluation.result"
+ATTR_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+ATTR_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+ATTR_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+ATTR_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+
+# Branch decision event on the step span
+EVENT_BRANCH_DECISION: Final = "task.branch.decision"
+ATTR_BRANCH_CONDITION: Final = "task.branch.condition"
+ATTR_BRANCH_SELECTED: Final = "task.branch.selected"
+ATTR_BRANCH_NOT_SELECTED: Final = "task.branch.not_selected"
+ATTR_BRANCH_REASON: Final = "task.branch.reason"
+
+# Review flag event on the step span
+EVENT_REVIEW_FLAG: Final = "task.review.flagged"
+ATTR_REVIEW_REASON: Final = "task.review.reason"
+
+SPAN_ATTRIBUTES: Final = (
+    ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_WORKFLOW_NAME, ATTR_GEN_AI_AGENT_NAME, ATTR_GEN_AI_TOOL_NAME,
+    ATTR_GEN_AI_TOOL_CALL_ID, ATTR_GEN_AI_USAGE_INPUT_TOKENS, ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
+    ATTR_ERROR_TYPE, ATTR_TASK_ID, ATTR_TASK_TRIGGER, ATTR_TASK_STATUS, ATTR_TASK_FAILURE_CAUSE,
+    ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_STEP_NAME, ATTR_STEP_INDEX,
+    ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,
+)  # fmt: skip
+EVENT_ATTRIBUTES: Final = (
+    ATTR_PENDING_REASON, ATTR_PENDING_SECONDS, ATTR_EVALUATION_NAME, ATTR_EVALUATION_SCORE_VALUE,
+    ATTR_EVALUATION_SCORE_LABEL, ATTR_EVALUATION_EXPLANATION, ATTR_BRANCH_CONDITION,
+    ATTR_BRANCH_SELECTED, ATTR_BRANCH_NOT_SELECTED, ATTR_BRANCH_REASON, ATTR_REVIEW_REASON,
+)  # fmt: skip
+EVENTS: Final = (EVENT_PENDING, EVENT_RESUMED, EVENT_EVALUATION, EVENT_BRANCH_DECISION, EVENT_REVIEW_FLAG)
+
+# --------------------------------------------------------------------------- logs
+
+LOG_EXECUTION_STARTED: Final = "execution_started"
+LOG_EXECUTION_FINISHED: Final = "execution_finished"
+LOG_EXECUTION_FAILED: Final = "execution_failed"
+LOG_EXECUTION_SUSPENDED: Final = "execution_suspended"
+LOG_EXECUTION_RESUMED: Final = "execution_resumed"
+LOG_STEP_FINISHED: Final = "step_finished"
+LOG_BRANCH_DECISION: Final = "branch_decision"
+LOG_KEYS: Final = ("trace_id", "span_id", "task_id", "agent", "step")
+
+# --------------------------------------------------------------------------- alerts
+
+ALERTS: Final = (
+    "AgentCompletionRateLow",
+    "AgentCompletionErrorBudgetBurn",
+    "AgentTriggerCompletionRateLow",
+    "AgentRuntimeHigh",
+    "AgentEvaluationScoreLow",
+    "AgentToolErrorRateHigh",
+    "AgentTasksStuckPending",
+    "AgentRuntimeDeviation",
+    "AgentEvaluationScoreDrop",
+    "AgentExecutionsStalled",
+    "AgentExporterDown",
+)
+SCRAPE_JOB: Final = "agent-exporter"  # the job name the shipped Prometheus configuration uses
