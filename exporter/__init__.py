@@ -1,0 +1,63 @@
+"""agent-exporter: traces, metrics and logs for AI-agent task executions.
+
+import exporter
+exporter.configure(service_name="invoice-agent", metrics_port=9464)
+with exporter.execution("invoice", trigger="email", task_id="T-1") as run:
+    with run.step("Extract", tool="custom_gpt") as step:
+        step.evaluate("accuracy", score=0.97)
+"""
+
+from __future__ import annotations
+
+from ._config import (
+    Objectives,
+    __version__,
+    configure,
+    metrics_app,
+    registry,
+    reset,
+    shutdown,
+)
+from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
+from .execution import (
+    Execution,
+    Step,
+    ToolCall,
+    current_execution,
+    current_step,
+    execution,
+    resume_execution,
+    start_execution,
+    step,
+)
+from .logs import add_trace_context
+from .semconv import ExecutionStatus, FailureCause, PendingReason, StepStatus, Trigger
+
+__all__ = [
+    "Execution",
+    "ExecutionFailure",
+    "ExecutionStatus",
+    "FailureCause",
+    "MissingData",
+    "Objectives",
+    "PendingReason",
+    "Step",
+    "StepStatus",
+    "ToolCall",
+    "ToolError",
+    "Trigger",
+    "ValidationFailure",
+    "__version__",
+    "add_trace_context",
+    "configure",
+    "current_execution",
+    "current_step",
+    "execution",
+    "metrics_app",
+    "registry",
+    "reset",
+    "resume_execution",
+    "shutdown",
+    "start_execution",
+    "step",
+]

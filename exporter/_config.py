@@ -1,0 +1,312 @@
+"""`configure()`: settings, objectives, the metrics endpoint; `reset()` for tests.
+
+Unconfigured, the library is a no-op: `execution()` hands back a shared do-nothing object.
+A bad argument here is a programmer's error and raises `ValueError` at once; everything met
+while an agent runs is a warning and a documented fallback instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from . import semconv as sc
+from .content import DEFAULT_MAX_BYTES, Redactor
+from .logs import RateLimitedWarnings, get_logger
+from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
+from .semconv import DropReason, StepStatus
+from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
+
+__version__ = "0.1.0"
+
+LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 100}
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """An agent's targets; exported as `agent_objective` and read by the alert rules."""
+
+    completion_ratio: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_COMPLETION_RATIO]
+    max_runtime_seconds: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MAX_RUNTIME_SECONDS]
+    min_evaluation_score: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MIN_EVALUATION_SCORE]
+    max_tool_error_ratio: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MAX_TOOL_ERROR_RATIO]
+    max_pending_seconds: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MAX_PENDING_SECONDS]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"objective {f.name} must be a finite number, got {v!r}")
+            if f.name.endswith(("_ratio", "_score")) and not 0 <= v <= 1:
+                raise ValueError(f"objective {f.name} is a ratio in [0, 1], got {v!r}")
+            if f.name.endswith("_seconds") and v <= 0:
+                raise ValueError(f"objective {f.name} must be > 0 seconds, got {v!r}")
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def parse(cls, agent: str, value: Objectives | Mapping[str, float]) -> Objectives:
+        if isinstance(value, Objectives):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"objectives for {agent!r} must be a mapping or Objectives, got {value!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown objective(s) {sorted(unknown)} for {agent!r}; known: {sorted(known)}")
+        return cls(**dict(value))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `configure()` decided, read by executions on the hot path."""
+
+    service_name: str
+    capture_content: bool
+    redact: Redactor | None
+    max_content_bytes: int
+    max_duration: float | None
+    review_threshold: float | None
+    evaluation_fail_status: str
+    log_level: int
+    objectives: Mapping[str, Objectives] = field(default_factory=dict)
+
+    def objectives_for(self, agent: str) -> Objectives:
+        return self.objectives.get(agent) or self.objectives.get("*") or _DEFAULT_OBJECTIVES
+
+
+_DEFAULT_OBJECTIVES = Objectives()
+
+
+@dataclass
+class State:
+    """The live configuration: settings, metric families, tracer, server."""
+
+    settings: Settings
+    metrics: Metrics
+    tracing: TracingSetup
+    log: Any
+    server: Any = None
+    server_thread: Any = None
+    warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
+
+    def drop(self, reason: DropReason, message: str, amount: float = 1.0) -> None:
+        self.metrics.drop(reason, message, amount)
+
+    def logs(self, level: int) -> bool:
+        return level >= self.settings.log_level
+
+
+_state: State | None = None
+_lock = threading.Lock()
+
+
+def current() -> State | None:
+    """The live state, or None when unconfigured (the no-op path)."""
+    return _state
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def configure(
+    service_name: str = "agent",
+    *,
+    metrics_port: int | None = 9464,
+    metrics_addr: str = "0.0.0.0",
+    otlp_endpoint: str | None = None,
+    objectives: Mapping[str, Objectives | Mapping[str, float]] | None = None,
+    capture_content: bool = True,
+    redact: Redactor | None = None,
+    max_content_bytes: int = DEFAULT_MAX_BYTES,
+    max_duration: float | None = None,
+    review_threshold: float | None = None,
+    evaluation_fail_status: str = StepStatus.FAILED.value,
+    log_level: str = "info",
+    registry: CollectorRegistry | None = None,
+    tracer_provider: Any = None,
+    span_exporter: Any = None,
+    tracing: bool = True,
+    set_global_tracer_provider: bool = True,
+    export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
+    max_agents: int = DEFAULT_MAX_AGENTS,
+    metrics_certfile: str | None = None,
+    metrics_keyfile: str | None = None,
+    metrics_client_cafile: str | None = None,
+    metrics_client_auth_required: bool = False,
+) -> State:
+    """Turn the library on. Call once at start-up; a second call warns and changes nothing.
+
+    `metrics_port=None` starts no server (mount `metrics_app()` or read `registry` yourself).
+    Traces go to `otlp_endpoint`, else to what the standard `OTEL_EXPORTER_OTLP_*` variables
+    say; with neither, spans are made (their ids reach logs and exemplars) but not exported.
+    An application's own TracerProvider is reused, never replaced.
+    """
+    global _state
+    with _lock:
+        if _state is not None:
+            warnings.warn(
+                "agent_exporter.configure() called again; the first configuration stays "
+                "(call exporter.reset() first to reconfigure)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return _state
+        _check(isinstance(service_name, str) and bool(service_name.strip()), "service_name must be a non-empty string")
+        _check(
+            metrics_port is None
+            or (isinstance(metrics_port, int) and not isinstance(metrics_port, bool) and 0 <= metrics_port <= 65535),
+            f"metrics_port must be an int in 0..65535 or None, got {metrics_port!r}",
+        )
+        _check(
+            isinstance(max_content_bytes, int) and max_content_bytes >= 64,
+            f"max_content_bytes must be an int >= 64, got {max_content_bytes!r}",
+        )
+        _check(
+            max_duration is None or (isinstance(max_duration, int | float) and max_duration > 0),
+            f"max_duration must be > 0 seconds or None, got {max_duration!r}",
+        )
+        _check(
+            review_threshold is None or (isinstance(review_threshold, int | float) and 0 <= review_threshold <= 1),
+            f"review_threshold must be in [0, 1] or None, got {review_threshold!r}",
+        )
+        _check(
+            evaluation_fail_status in (StepStatus.FAILED, StepStatus.NEEDS_REVIEW),
+            f"evaluation_fail_status must be 'failed' or 'needs_review', got {evaluation_fail_status!r}",
+        )
+        _check(log_level in LOG_LEVELS, f"log_level must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
+        _check(redact is None or callable(redact), "redact must be a callable str -> str")
+        _check(isinstance(max_label_values, int) and max_label_values >= 1, "max_label_values must be >= 1")
+        _check(isinstance(max_agents, int) and max_agents >= 1, "max_agents must be >= 1")
+        _check(export_timeout > 0 and shutdown_timeout >= 0, "export_timeout must be > 0, shutdown_timeout >= 0")
+        _check(
+            otlp_endpoint is None or (isinstance(otlp_endpoint, str) and "://" in otlp_endpoint),
+            f"otlp_endpoint must be a URL like http://localhost:4318, got {otlp_endpoint!r}",
+        )
+        _check(
+            (metrics_certfile is None) == (metrics_keyfile is None), "metrics_certfile and metrics_keyfile go together"
+        )
+        parsed = {str(a): Objectives.parse(a, o) for a, o in (objectives or {}).items()}
+
+        settings = Settings(
+            service_name=service_name,
+            capture_content=bool(capture_content),
+            redact=redact,
+            max_content_bytes=max_content_bytes,
+            max_duration=float(max_duration) if max_duration else None,
+            review_threshold=review_threshold,
+            evaluation_fail_status=str(evaluation_fail_status),
+            log_level=LOG_LEVELS[log_level],
+            objectives=parsed,
+        )
+        warn = RateLimitedWarnings()
+        metrics = Metrics(registry, warnings=warn, max_label_values=max_label_values, max_agents=max_agents)
+        metrics.objective_source = lambda agent: settings.objectives_for(agent).as_dict()
+        for agent in parsed:
+            if agent != "*":
+                metrics.agent_label(agent)
+
+        def on_drop(reason: DropReason, message: str, amount: int) -> None:
+            metrics.drop(reason, message, amount)
+
+        setup = setup_tracing(
+            service_name=service_name,
+            enabled=tracing,
+            tracer_provider=tracer_provider,
+            otlp_endpoint=otlp_endpoint,
+            span_exporter=span_exporter,
+            export_timeout=export_timeout,
+            shutdown_timeout=shutdown_timeout,
+            set_global=set_global_tracer_provider,
+            on_drop=on_drop,
+            on_warn=lambda m: warn.warn("tracing", m),
+            version=__version__,
+        )
+        state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
+        if metrics_port is not None:
+            try:
+                state.server, state.server_thread = start_http_server(
+                    metrics_port,
+                    addr=metrics_addr,
+                    registry=_serving_registry(metrics.registry),
+                    certfile=metrics_certfile,
+                    keyfile=metrics_keyfile,
+                    client_cafile=metrics_client_cafile,
+                    client_auth_required=metrics_client_auth_required,
+                )
+            except OSError as exc:
+                if setup.processor is not None:
+                    setup.processor.shutdown()
+                raise ValueError(
+                    f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc.strerror or exc} "
+                    "(port in use? pass another metrics_port, or metrics_port=None)"
+                ) from exc
+        _state = state
+        return state
+
+
+def _serving_registry(registry: CollectorRegistry) -> CollectorRegistry:
+    """In multiprocess mode /metrics aggregates every worker's files, not one registry."""
+    if not multiprocess_enabled():
+        return registry
+    from prometheus_client import multiprocess
+
+    agg = CollectorRegistry()
+    multiprocess.MultiProcessCollector(agg)  # type: ignore[no-untyped-call]
+    return agg
+
+
+def metrics_app() -> Callable[..., Any]:
+    """A WSGI app serving /metrics (text or OpenMetrics, by the scraper's Accept header)."""
+    from prometheus_client import make_wsgi_app
+
+    state = _state
+    registry = _serving_registry(state.metrics.registry) if state else CollectorRegistry()
+    return make_wsgi_app(registry)
+
+
+def registry() -> CollectorRegistry | None:
+    """The registry the library's metrics live in (None when unconfigured)."""
+    return _state.metrics.registry if _state else None
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """Flush spans (bounded by the shutdown timeout) and stop the metrics server."""
+    state = _state
+    if state is None:
+        return
+    proc = state.tracing.processor
+    if proc is not None:
+        try:
+            if timeout is not None:
+                proc.force_flush(int(timeout * 1000))
+            proc.shutdown()
+        except Exception:  # noqa: BLE001 - shutdown must not raise into the host
+            pass
+    if state.server is not None:
+        try:
+            state.server.shutdown()
+            state.server.server_close()
+        except Exception:  # noqa: BLE001
+            pass
+        state.server = None
+
+
+def reset() -> None:
+    """Forget the configuration (for tests): stop the server and the span worker."""
+    global _state
+    with _lock:
+        shutdown()
+        _state = None
