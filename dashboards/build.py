@@ -1,0 +1,1162 @@
+"""Generate the Grafana dashboards in this directory from the library's constants.
+
+Run `python -m dashboards.build` to rewrite the committed JSON, `python -m dashboards.build --check`
+to fail when it is stale. Standard library only. Targets Grafana 11.6 (dashboard schemaVersion 41).
+
+Every query references raw library metrics (named by `exporter.semconv`), plus `ALERTS` and `up`,
+so the dashboards work with or without the recording rules. Rates use `$__rate_interval`, except on
+the completion-trends dashboard, where the custom `$aggregation` variable (1d, 7d, 30d) is the window
+on purpose: each point sums the trailing day, week or 30 days. `iter_queries()` yields every panel
+query with its variables substituted, for a live test against a real Prometheus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from exporter import semconv as sc
+
+SCHEMA_VERSION = 41  # Grafana 11.6 (grafana-foundation-sdk 11.6 variant defaults to 41)
+GRID_COLUMNS = 24
+DASHBOARD_DIR = Path(__file__).resolve().parent
+TAG = "agent-exporter"
+
+# Datasource uids the provisioning files define (grafana/provisioning/datasources/datasources.yml).
+PROMETHEUS_UID = "prometheus"
+JAEGER_UID = "jaeger"
+ALERTMANAGER_UID = "alertmanager"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+RATE = "$__rate_interval"
+AGGREGATION_VAR = "aggregation"
+AGGREGATION_OPTIONS = (("Daily", "1d"), ("Weekly", "7d"), ("Monthly", "30d"))
+# Trends use trailing windows sampled every hour at least, not calendar buckets: a step of 1d/7d/30d
+# would be aligned by Grafana to step boundaries, so a fresh install would show "No data" for the
+# first day (or week, or month).
+TRENDS_STEP = "1h"
+# Metric names a query may use besides the library's own.
+EXTRA_METRICS = frozenset({"ALERTS", "up"})
+
+UIDS = {
+    "overview": "agent-overview",
+    "trends": "agent-completion-trends",
+    "runtime": "agent-runtime",
+    "evaluations": "agent-evaluations",
+    "tools": "agent-tools",
+}
+TITLES = {
+    "agent-overview": "Agent overview",
+    "agent-completion-trends": "Agent completion trends",
+    "agent-runtime": "Agent runtime analysis",
+    "agent-evaluations": "Agent evaluation insights",
+    "agent-tools": "Agent tool performance",
+}
+
+# --------------------------------------------------------------------------- PromQL helpers
+
+AGENT = f'{sc.LABEL_AGENT}=~"$agent"'
+TRIGGER = f'{sc.LABEL_TRIGGER}=~"$trigger"'
+TOOL = f'{sc.LABEL_TOOL}=~"$tool"'
+
+
+def sel(name: str, *matchers: str) -> str:
+    """A selector: `name{m1,m2}`."""
+    return name + "{" + ",".join(matchers) + "}" if matchers else name
+
+
+def eq(label: str, value: str) -> str:
+    return f'{label}="{value}"'
+
+
+def re_(label: str, *values: str) -> str:
+    return f'{label}=~"{"|".join(values)}"'
+
+
+def agg(by: str, inner: str, op: str = "sum") -> str:
+    return f"{op} by ({by}) ({inner})" if by else f"{op}({inner})"
+
+
+def rate(selector: str, window: str = RATE, fn: str = "rate") -> str:
+    return f"{fn}({selector}[{window}])"
+
+
+def ratio(num: str, den: str, by: str, window: str = RATE, fn: str = "rate") -> str:
+    """num/den of two counter selectors; 0 (not absent) when num has no series; gaps when den is 0."""
+    n = agg(by, rate(num, window, fn))
+    d = agg(by, rate(den, window, fn))
+    return f"({n} or 0 * {d}) / ({d} > 0)"
+
+
+def mean(hist: str, matchers: tuple[str, ...], by: str, window: str = RATE) -> str:
+    """Mean of a histogram: rate of _sum over rate of _count."""
+    s = agg(by, rate(sel(hist + "_sum", *matchers), window))
+    c = agg(by, rate(sel(hist + "_count", *matchers), window))
+    return f"{s} / ({c} > 0)"
+
+
+def quantile(q: float, hist: str, matchers: tuple[str, ...], by: str) -> str:
+    by_le = f"{by}, le" if by else "le"
+    return f"histogram_quantile({q}, {agg(by_le, rate(sel(hist + '_bucket', *matchers)))})"
+
+
+def objective(name: str, by: str = sc.LABEL_AGENT) -> str:
+    return agg(by, sel(sc.OBJECTIVE.name, eq(sc.LABEL_OBJECTIVE, name), AGENT), op="max")
+
+
+FINISHED = sc.EXECUTIONS_FINISHED.name
+STARTED = sc.EXECUTIONS_STARTED.name
+FAILURES = sc.EXECUTION_FAILURES.name
+EXEC_DURATION = sc.EXECUTION_DURATION.name
+EXEC_SCORE = sc.EXECUTION_EVALUATION_SCORE.name
+STEP_DURATION = sc.STEP_DURATION.name
+STEP_SCORE = sc.STEP_EVALUATION_SCORE.name
+PENDING_DURATION = sc.EXECUTION_PENDING_DURATION.name
+TOOL_DURATION = sc.TOOL_CALL_DURATION.name
+COMPLETED = eq(sc.LABEL_STATUS, sc.ExecutionStatus.COMPLETED)
+DECIDED = re_(sc.LABEL_STATUS, sc.ExecutionStatus.COMPLETED, sc.ExecutionStatus.FAILED)
+
+
+def completion_ratio(by: str, window: str = RATE, fn: str = "rate", trigger: bool = True) -> str:
+    """completed / (completed + failed); cancelled counts on neither side."""
+    base = (AGENT, TRIGGER) if trigger else (AGENT,)
+    return ratio(sel(FINISHED, *base, COMPLETED), sel(FINISHED, *base, DECIDED), by, window, fn)
+
+
+# --------------------------------------------------------------------------- panel helpers
+
+
+def target(
+    expr: str,
+    legend: str = "__auto",
+    ref: str = "A",
+    *,
+    exemplar: bool = False,
+    instant: bool = False,
+    fmt: str = "time_series",
+) -> dict[str, Any]:
+    return {
+        "datasource": DS,
+        "editorMode": "code",
+        "exemplar": exemplar,
+        "expr": expr,
+        "format": fmt,
+        "instant": instant,
+        "legendFormat": legend,
+        "range": not instant,
+        "refId": ref,
+    }
+
+
+def thresholds(*steps: tuple[str, float | None]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+
+
+GREEN = thresholds(("green", None))
+OBJECTIVE_OVERRIDE = {
+    "matcher": {"id": "byFrameRefID", "options": "O"},
+    "properties": [
+        {"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
+        {"id": "custom.fillOpacity", "value": 0},
+        {"id": "color", "value": {"fixedColor": "red", "mode": "fixed"}},
+    ],
+}
+
+
+def _panel(
+    kind: str,
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    unit: str,
+    options: dict[str, Any],
+    custom: dict[str, Any] | None = None,
+    *,
+    min_: float | None = None,
+    max_: float | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    interval: str | None = None,
+    transformations: list[dict[str, Any]] | None = None,
+    steps: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "color": {"mode": "palette-classic"},
+        "thresholds": steps or GREEN,
+        "unit": unit,
+    }
+    if custom is not None:
+        defaults["custom"] = custom
+    if min_ is not None:
+        defaults["min"] = min_
+    if max_ is not None:
+        defaults["max"] = max_
+    panel: dict[str, Any] = {
+        "datasource": DS,
+        "description": description,
+        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+        "options": options,
+        "targets": targets,
+        "title": title,
+        "type": kind,
+    }
+    if interval:
+        panel["interval"] = interval
+    if transformations:
+        panel["transformations"] = transformations
+    return panel
+
+
+def timeseries(
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    unit: str,
+    *,
+    bars: bool = False,
+    stack: bool = False,
+    min_: float | None = None,
+    max_: float | None = None,
+    interval: str | None = None,
+) -> dict[str, Any]:
+    custom = {
+        "axisBorderShow": False,
+        "axisPlacement": "auto",
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 60 if bars else 10,
+        "lineInterpolation": "linear",
+        "lineWidth": 1,
+        "pointSize": 4,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
+    }
+    has_objective = any(t["refId"] == "O" for t in targets)
+    options = {
+        "legend": {
+            "calcs": ["mean", "lastNotNull"],
+            "displayMode": "table",
+            "placement": "bottom",
+            "showLegend": True,
+        },
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return _panel(
+        "timeseries",
+        title,
+        description,
+        targets,
+        unit,
+        options,
+        custom,
+        min_=min_,
+        max_=max_,
+        overrides=[OBJECTIVE_OVERRIDE] if has_objective else None,
+        interval=interval,
+    )
+
+
+def stat(
+    title: str,
+    description: str,
+    expr: str,
+    unit: str,
+    *,
+    steps: dict[str, Any] | None = None,
+    min_: float | None = None,
+    max_: float | None = None,
+) -> dict[str, Any]:
+    options = {
+        "colorMode": "value",
+        "graphMode": "area",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "showPercentChange": False,
+        "textMode": "auto",
+        "wideLayout": True,
+    }
+    return _panel("stat", title, description, [target(expr, "")], unit, options, steps=steps, min_=min_, max_=max_)
+
+
+def ranking(
+    title: str,
+    description: str,
+    expr: str,
+    legend: str,
+    unit: str,
+    *,
+    desc: bool = True,
+    min_: float | None = None,
+    max_: float | None = None,
+) -> dict[str, Any]:
+    """A table: one row per series, its mean over the selected range, sorted."""
+    options = {
+        "cellHeight": "sm",
+        "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
+        "showHeader": True,
+        "sortBy": [{"desc": desc, "displayName": "Mean"}],
+    }
+    custom = {"align": "auto", "cellOptions": {"mode": "basic", "type": "gauge"}, "inspect": False}
+    transformations = [{"id": "reduce", "options": {"mode": "seriesToRows", "reducers": ["mean"]}}]
+    return _panel(
+        "table",
+        title,
+        description,
+        [target(expr, legend)],
+        unit,
+        options,
+        custom,
+        min_=min_,
+        max_=max_,
+        transformations=transformations,
+    )
+
+
+def heatmap(title: str, description: str, expr: str, y_unit: str) -> dict[str, Any]:
+    options = {
+        "calculate": False,
+        "cellGap": 1,
+        "cellValues": {"unit": "short"},
+        "color": {
+            "exponent": 0.5,
+            "fill": "dark-orange",
+            "mode": "scheme",
+            "reverse": False,
+            "scale": "exponential",
+            "scheme": "Oranges",
+            "steps": 64,
+        },
+        "exemplars": {"color": "rgba(255,0,255,0.7)"},
+        "filterValues": {"le": 1e-9},
+        "legend": {"show": True},
+        "rowsFrame": {"layout": "auto"},
+        "showValue": "never",
+        "tooltip": {"mode": "single", "showColorScale": False, "yHistogram": False},
+        "yAxis": {"axisPlacement": "left", "reverse": False, "unit": y_unit},
+    }
+    custom = {
+        "hideFrom": {"legend": False, "tooltip": False, "viz": False},
+        "scaleDistribution": {"type": "linear"},
+    }
+    return _panel(
+        "heatmap",
+        title,
+        description,
+        [target(expr, "{{le}}", exemplar=True, fmt="heatmap")],
+        "short",
+        options,
+        custom,
+    )
+
+
+def piechart(title: str, description: str, expr: str, legend: str, unit: str) -> dict[str, Any]:
+    options = {
+        "displayLabels": ["percent"],
+        "legend": {"displayMode": "table", "placement": "right", "showLegend": True, "values": ["percent"]},
+        "pieType": "pie",
+        "reduceOptions": {"calcs": ["mean"], "fields": "", "values": False},
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
+    custom = {"hideFrom": {"legend": False, "tooltip": False, "viz": False}}
+    return _panel("piechart", title, description, [target(expr, legend)], unit, options, custom)
+
+
+def table_instant(title: str, description: str, expr: str) -> dict[str, Any]:
+    options = {
+        "cellHeight": "sm",
+        "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
+        "showHeader": True,
+    }
+    custom = {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False}
+    transformations = [
+        {
+            "id": "organize",
+            "options": {"excludeByName": {"Time": True, "Value": True, "__name__": True, "alertstate": True}},
+        }
+    ]
+    return _panel(
+        "table",
+        title,
+        description,
+        [target(expr, "", instant=True, fmt="table")],
+        "none",
+        options,
+        custom,
+        transformations=transformations,
+    )
+
+
+# --------------------------------------------------------------------------- variables and links
+
+
+def datasource_var() -> dict[str, Any]:
+    return {
+        "current": {"text": "Prometheus", "value": PROMETHEUS_UID},
+        "hide": 0,
+        "includeAll": False,
+        "label": "Prometheus",
+        "multi": False,
+        "name": "datasource",
+        "options": [],
+        "query": "prometheus",
+        "refresh": 1,
+        "regex": "",
+        "type": "datasource",
+    }
+
+
+def query_var(name: str, label: str, metric: str, label_name: str, matchers: tuple[str, ...] = ()) -> dict[str, Any]:
+    definition = f"label_values({sel(metric, *matchers)}, {label_name})"
+    return {
+        "allValue": ".*",
+        "current": {"text": ["All"], "value": ["$__all"]},
+        "datasource": DS,
+        "definition": definition,
+        "hide": 0,
+        "includeAll": True,
+        "label": label,
+        "multi": True,
+        "name": name,
+        "options": [],
+        "query": {"qryType": 1, "query": definition, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "type": "query",
+    }
+
+
+def aggregation_var() -> dict[str, Any]:
+    text, value = AGGREGATION_OPTIONS[0]
+    return {
+        "current": {"text": text, "value": value},
+        "description": "Trailing window each point sums: one day, one week or 30 days.",
+        "hide": 0,
+        "includeAll": False,
+        "label": "Aggregation",
+        "multi": False,
+        "name": AGGREGATION_VAR,
+        "options": [{"selected": i == 0, "text": t, "value": v} for i, (t, v) in enumerate(AGGREGATION_OPTIONS)],
+        "query": ",".join(f"{t} : {v}" for t, v in AGGREGATION_OPTIONS),
+        "type": "custom",
+    }
+
+
+AGENT_VAR = query_var("agent", "Agent", STARTED, sc.LABEL_AGENT)
+TRIGGER_VAR = query_var("trigger", "Trigger", STARTED, sc.LABEL_TRIGGER, (AGENT,))
+TOOL_VAR = query_var("tool", "Tool", sc.TOOL_CALLS.name, sc.LABEL_TOOL, (AGENT,))
+
+
+def jaeger_explore_url() -> str:
+    panes = {
+        "jaeger": {
+            "datasource": JAEGER_UID,
+            "queries": [{"refId": "A", "datasource": {"type": "jaeger", "uid": JAEGER_UID}, "queryType": "search"}],
+            "range": {"from": "now-1h", "to": "now"},
+        }
+    }
+    return "/explore?schemaVersion=1&orgId=1&panes=" + urllib.parse.quote(json.dumps(panes, separators=(",", ":")))
+
+
+def links(own_uid: str) -> list[dict[str, Any]]:
+    out = [
+        {
+            "asDropdown": False,
+            "icon": "dashboard",
+            "includeVars": True,
+            "keepTime": True,
+            "tags": [],
+            "targetBlank": False,
+            "title": TITLES[uid],
+            "tooltip": "",
+            "type": "link",
+            "url": f"/d/{uid}",
+        }
+        for uid in UIDS.values()
+        if uid != own_uid
+    ]
+    out.append(
+        {
+            "asDropdown": False,
+            "icon": "external link",
+            "includeVars": False,
+            "keepTime": False,
+            "tags": [],
+            "targetBlank": True,
+            "title": "Traces in Jaeger (Explore)",
+            "tooltip": "Search execution traces in the Jaeger datasource",
+            "type": "link",
+            "url": jaeger_explore_url(),
+        }
+    )
+    return out
+
+
+def dashboard(
+    uid: str,
+    description: str,
+    panels: list[dict[str, Any]],
+    variables: list[dict[str, Any]],
+    time_from: str = "now-6h",
+) -> dict[str, Any]:
+    return {
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "description": description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": links(uid),
+        "panels": panels,
+        "refresh": "30s",
+        "schemaVersion": SCHEMA_VERSION,
+        "tags": [TAG],
+        "templating": {"list": [datasource_var(), *variables]},
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "title": TITLES[uid],
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+# --------------------------------------------------------------------------- the dashboards
+
+OBJ = "O"  # refId of every objective line (styled dashed red by OBJECTIVE_OVERRIDE)
+
+
+class Grid:
+    """Lays panels out row by row on Grafana's 24-column grid and numbers them in reading order."""
+
+    def __init__(self) -> None:
+        self.panels: list[dict[str, Any]] = []
+        self._x = self._y = self._h = 0
+
+    def row(self, height: int) -> None:
+        """Start a new row of panels `height` units tall."""
+        self._y += self._h
+        self._x, self._h = 0, height
+
+    def add(self, width: int, panel: dict[str, Any]) -> None:
+        if self._x + width > GRID_COLUMNS:
+            raise ValueError(f"{panel['title']!r} does not fit in the row at y={self._y}")
+        panel["gridPos"] = {"h": self._h, "w": width, "x": self._x, "y": self._y}
+        panel["id"] = len(self.panels) + 1
+        self.panels.append(panel)
+        self._x += width
+
+
+def objective_target(name: str) -> dict[str, Any]:
+    return target(objective(name), "{{agent}} objective", OBJ)
+
+
+def per_minute(expr: str) -> str:
+    return f"{expr} * 60"
+
+
+AGENT_REASON = f"{sc.LABEL_AGENT}, {sc.LABEL_REASON}"
+EXEC_M = (AGENT, TRIGGER)  # matchers of execution-level metrics
+MAX_RUNTIME = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MAX_RUNTIME_SECONDS]
+MIN_SCORE = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MIN_EVALUATION_SCORE]
+FIRING = sel("ALERTS", 'alertname=~"Agent.*"', eq("alertstate", "firing"))
+
+
+def overview() -> dict[str, Any]:
+    g = Grid()
+    g.row(4)
+    g.add(4, stat(
+        "Completion rate",
+        "completed / (completed + failed) over the selected agents and triggers, now. "
+        "Cancelled executions count on neither side.",
+        completion_ratio(""), "percentunit", min_=0, max_=1,
+        steps=thresholds(("red", None), ("orange", 0.9), ("green", 0.95)),
+    ))  # fmt: skip
+    g.add(4, stat(
+        "p95 runtime",
+        "95th percentile of trigger-to-end runtime (time pending excluded), now.",
+        quantile(0.95, EXEC_DURATION, EXEC_M, ""), "s",
+        steps=thresholds(("green", None), ("red", MAX_RUNTIME)),
+    ))  # fmt: skip
+    g.add(4, stat(
+        "Mean evaluation score",
+        "Mean of the executions' evaluation scores (0-1), now.",
+        mean(EXEC_SCORE, EXEC_M, ""), "percentunit", min_=0, max_=1,
+        steps=thresholds(("red", None), ("green", MIN_SCORE)),
+    ))  # fmt: skip
+    g.add(4, stat(
+        "In progress now",
+        "Executions running now, summed over every instance.",
+        agg("", sel(sc.EXECUTIONS_IN_PROGRESS.name, AGENT)), "short",
+    ))  # fmt: skip
+    g.add(4, stat(
+        "Pending now",
+        "Executions waiting now (queued or awaiting approval), summed over every instance.",
+        agg("", sel(sc.EXECUTIONS_PENDING.name, AGENT)), "short",
+    ))  # fmt: skip
+    g.add(4, stat(
+        "Firing alerts",
+        "Agent* alerts firing now in Prometheus (0 when none).",
+        f"count({FIRING}) or vector(0)", "short",
+        steps=thresholds(("green", None), ("red", 1)),
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, timeseries(
+        "Completion rate vs objective",
+        "Per agent: completed / (completed + failed). The dashed line is the agent's "
+        "completion_ratio objective (agent_objective); below it, AgentCompletionRateLow fires.",
+        [
+            target(completion_ratio(sc.LABEL_AGENT), "{{agent}}"),
+            objective_target(sc.OBJECTIVE_COMPLETION_RATIO),
+        ],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Runtime: average and p95 vs objective",
+        "Per agent: mean and 95th percentile of execution runtime (pending time excluded). "
+        "Dashed: max_runtime_seconds. Exemplar points on p95 open the execution's trace in Jaeger.",
+        [
+            target(mean(EXEC_DURATION, EXEC_M, sc.LABEL_AGENT), "{{agent}} average"),
+            target(quantile(0.95, EXEC_DURATION, EXEC_M, sc.LABEL_AGENT), "{{agent}} p95", "B",
+                   exemplar=True),
+            objective_target(sc.OBJECTIVE_MAX_RUNTIME_SECONDS),
+        ],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, timeseries(
+        "Evaluation score vs objective",
+        "Per agent: mean evaluation score of executions (0-1). Dashed: min_evaluation_score.",
+        [
+            target(mean(EXEC_SCORE, EXEC_M, sc.LABEL_AGENT), "{{agent}}"),
+            objective_target(sc.OBJECTIVE_MIN_EVALUATION_SCORE),
+        ],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Completion rate by trigger",
+        "completed / (completed + failed) per trigger (email, webhook, manual, timer, api) over "
+        "the selected agents: shows one trigger failing while the agent overall looks fine.",
+        [target(completion_ratio(sc.LABEL_TRIGGER), "{{trigger}}")],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(8, timeseries(
+        "Executions by status",
+        "Executions ending per minute, by terminal status (completed, failed, cancelled).",
+        [target(per_minute(agg(sc.LABEL_STATUS, rate(sel(FINISHED, *EXEC_M)))), "{{status}}")],
+        "opm", stack=True, min_=0,
+    ))  # fmt: skip
+    g.add(8, timeseries(
+        "In progress and pending now",
+        "Executions running now per agent, and waiting now per agent and reason "
+        "(queued, approval), summed over every instance.",
+        [
+            target(agg(sc.LABEL_AGENT, sel(sc.EXECUTIONS_IN_PROGRESS.name, AGENT)),
+                   "{{agent}} in progress"),
+            target(agg(AGENT_REASON, sel(sc.EXECUTIONS_PENDING.name, AGENT)),
+                   "{{agent}} pending ({{reason}})", "B"),
+        ],
+        "short", min_=0,
+    ))  # fmt: skip
+    g.add(8, timeseries(
+        "Failures by cause",
+        "Failed executions per minute by cause "
+        "(validation_failure, tool_error, missing_data, timeout, error).",
+        [target(per_minute(agg(sc.LABEL_CAUSE, rate(sel(FAILURES, *EXEC_M)))), "{{cause}}")],
+        "opm", stack=True, min_=0,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, table_instant(
+        "Firing alerts",
+        "Agent* alerts firing now (the ALERTS series in Prometheus), with their labels. "
+        "Empty when all is well.",
+        FIRING,
+    ))  # fmt: skip
+    g.add(4, stat(
+        "Exporter targets up",
+        f"Scrape targets of job {sc.SCRAPE_JOB} that answered their last scrape "
+        "(AgentExporterDown fires when one does not).",
+        agg("", sel("up", eq("job", sc.SCRAPE_JOB))), "short",
+    ))  # fmt: skip
+    g.add(8, timeseries(
+        "Telemetry dropped or corrected",
+        "agent_exporter_dropped_total per minute by reason (label overflow, invalid scores, "
+        "export failures...). 0 when the library had nothing to drop or correct.",
+        [target(per_minute(agg(sc.LABEL_REASON, rate(sel(sc.EXPORTER_DROPPED.name))))
+                + " or vector(0)", "{{reason}}")],
+        "opm", min_=0,
+    ))  # fmt: skip
+    return dashboard(
+        UIDS["overview"],
+        "Are the agents completing their tasks, fast enough and well enough, right now?",
+        g.panels,
+        [AGENT_VAR, TRIGGER_VAR],
+    )
+
+
+def trends() -> dict[str, Any]:
+    win = "$" + AGGREGATION_VAR
+
+    def inc(selector: str, by: str) -> str:
+        return agg(by, rate(selector, win, "increase"))
+
+    g = Grid()
+    g.row(9)
+    g.add(24, timeseries(
+        "Completion rate over the trailing $aggregation",
+        "Per agent: completed / (completed + failed) over the trailing day, week or 30 days "
+        "(the Aggregation variable) at each point. Dashed: the completion_ratio objective.",
+        [
+            target(completion_ratio(sc.LABEL_AGENT, win, "increase"), "{{agent}}"),
+            objective_target(sc.OBJECTIVE_COMPLETION_RATIO),
+        ],
+        "percentunit", min_=0, max_=1, interval=TRENDS_STEP,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(12, timeseries(
+        "Executions per trailing $aggregation by status",
+        "Executions that ended in the trailing window, by terminal status: the volume behind the rate.",
+        [target(inc(sel(FINISHED, *EXEC_M), sc.LABEL_STATUS), "{{status}}")],
+        "short", stack=True, min_=0, interval=TRENDS_STEP,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Executions started per trailing $aggregation by trigger",
+        "Executions that began running in the trailing window, by trigger source.",
+        [target(inc(sel(STARTED, *EXEC_M), sc.LABEL_TRIGGER), "{{trigger}}")],
+        "short", stack=True, min_=0, interval=TRENDS_STEP,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(12, timeseries(
+        "Completion rate over the trailing $aggregation by trigger",
+        "completed / (completed + failed) in the trailing window, per trigger source.",
+        [target(completion_ratio(sc.LABEL_TRIGGER, win, "increase"), "{{trigger}}")],
+        "percentunit", min_=0, max_=1, interval=TRENDS_STEP,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Failures per trailing $aggregation by cause",
+        "Failed executions in the trailing window, by cause.",
+        [target(inc(sel(FAILURES, *EXEC_M), sc.LABEL_CAUSE), "{{cause}}")],
+        "short", stack=True, min_=0, interval=TRENDS_STEP,
+    ))  # fmt: skip
+    return dashboard(
+        UIDS["trends"],
+        "Is the completion rate getting better or worse, day by day, week by week, month by month?",
+        g.panels,
+        [AGENT_VAR, TRIGGER_VAR, aggregation_var()],
+        time_from="now-30d",
+    )
+
+
+def oldest_pending_age() -> str:
+    """Seconds the oldest pending execution has waited; 0 (not absent) when the gauge reads 0."""
+    oldest = sel(sc.EXECUTION_PENDING_OLDEST.name, AGENT)
+    return f"time() - {agg(AGENT_REASON, oldest + ' > 0', 'max')} or {agg(AGENT_REASON, oldest, 'max')} * 0"
+
+
+def runtime() -> dict[str, Any]:
+    step = sc.LABEL_STEP
+    step_time = sel(STEP_DURATION + "_sum", AGENT)
+    g = Grid()
+    g.row(8)
+    g.add(12, timeseries(
+        "Execution runtime p95 vs objective",
+        "Per agent: 95th percentile of runtime (pending excluded); dashed: max_runtime_seconds. "
+        "Exemplar points carry the trace_id: click one to open that execution's trace in Jaeger.",
+        [
+            target(quantile(0.95, EXEC_DURATION, EXEC_M, sc.LABEL_AGENT), "{{agent}} p95",
+                   exemplar=True),
+            objective_target(sc.OBJECTIVE_MAX_RUNTIME_SECONDS),
+        ],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Execution runtime p95 by trigger",
+        "95th percentile of runtime per trigger source, with exemplars linking to Jaeger.",
+        [target(quantile(0.95, EXEC_DURATION, EXEC_M, sc.LABEL_TRIGGER), "{{trigger}}",
+                exemplar=True)],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(12, ranking(
+        "Slowest steps (p95 by step)",
+        "Steps ranked by 95th percentile runtime, averaged over the selected time range.",
+        quantile(0.95, STEP_DURATION, (AGENT,), step), "{{step}}", "s", min_=0,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Step runtime p95 over time",
+        "95th percentile runtime per step. Exemplar points open the trace of a slow step in Jaeger.",
+        [target(quantile(0.95, STEP_DURATION, (AGENT,), step), "{{step}}", exemplar=True)],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(12, heatmap(
+        "Step duration heatmap",
+        "How step runtimes are distributed over time (every step of the selected agents): a "
+        "cell counts the steps that ended in that duration bucket. Exemplars link to Jaeger.",
+        agg("le", rate(sel(STEP_DURATION + "_bucket", AGENT), fn="increase")), "s",
+    ))  # fmt: skip
+    g.add(12, ranking(
+        "Bottleneck ranking (share of total step time)",
+        "Each step's share of all the time spent in steps, averaged over the selected range: "
+        "where the agents' time goes.",
+        f"{agg(step, rate(step_time))} / ignoring({step}) group_left() ({agg('', rate(step_time))} > 0)",
+        "{{step}}", "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, timeseries(
+        "Pending time p95 by reason vs objective",
+        "95th percentile of the time executions waited before running, per agent and reason "
+        "(queued, approval). Dashed: max_pending_seconds. Exemplars link to Jaeger.",
+        [
+            target(quantile(0.95, PENDING_DURATION, (AGENT,), AGENT_REASON), "{{agent}} {{reason}}",
+                   exemplar=True),
+            objective_target(sc.OBJECTIVE_MAX_PENDING_SECONDS),
+        ],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Oldest pending execution age vs objective",
+        "How long the oldest still-pending execution has waited, per agent and reason (0 when "
+        "none). Above the dashed max_pending_seconds, AgentTasksStuckPending fires.",
+        [
+            target(oldest_pending_age(), "{{agent}} {{reason}}"),
+            objective_target(sc.OBJECTIVE_MAX_PENDING_SECONDS),
+        ],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(12, heatmap(
+        "Execution runtime heatmap",
+        "Distribution of execution runtimes over time; click an exemplar (a trace_id) to open "
+        "the trace in Jaeger.",
+        agg("le", rate(sel(EXEC_DURATION + "_bucket", *EXEC_M), fn="increase")), "s",
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Branch decisions by step and path",
+        "Paths taken per minute at each decision point: a shift here often explains a change "
+        "in runtime.",
+        [target(per_minute(agg(f"{step}, {sc.LABEL_PATH}",
+                               rate(sel(sc.BRANCH_DECISIONS.name, AGENT)))), "{{step}} → {{path}}")],
+        "opm", stack=True, min_=0,
+    ))  # fmt: skip
+    return dashboard(
+        UIDS["runtime"],
+        "Where does the time go: which steps are slow, which are the bottleneck, how long do tasks wait?",
+        g.panels,
+        [AGENT_VAR, TRIGGER_VAR],
+    )
+
+
+def evaluations() -> dict[str, Any]:
+    step = sc.LABEL_STEP
+    evals, steps_total = sc.EVALUATIONS.name, sc.STEPS.name
+    passed = eq(sc.LABEL_RESULT, sc.EvaluationResult.PASS)
+    review = eq(sc.LABEL_STATUS, sc.StepStatus.NEEDS_REVIEW)
+    g = Grid()
+    g.row(8)
+    g.add(12, timeseries(
+        "Mean evaluation score by step",
+        "Mean of every evaluation score (0-1) recorded on each step. Dashed: min_evaluation_score.",
+        [
+            target(mean(STEP_SCORE, (AGENT,), step), "{{step}}"),
+            objective_target(sc.OBJECTIVE_MIN_EVALUATION_SCORE),
+        ],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Execution score trend vs objective",
+        "Per agent: mean evaluation score of whole executions, and the 10th percentile. Below the "
+        "dashed min_evaluation_score, AgentEvaluationScoreLow fires. p10 exemplars open low scorers.",
+        [
+            target(mean(EXEC_SCORE, EXEC_M, sc.LABEL_AGENT), "{{agent}} mean"),
+            target(quantile(0.1, EXEC_SCORE, EXEC_M, sc.LABEL_AGENT), "{{agent}} p10", "B",
+                   exemplar=True),
+            objective_target(sc.OBJECTIVE_MIN_EVALUATION_SCORE),
+        ],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, timeseries(
+        "Evaluations by step: pass / fail",
+        "Evaluations per minute on each step, split by result.",
+        [target(per_minute(agg(f"{step}, {sc.LABEL_RESULT}", rate(sel(evals, AGENT)))),
+                "{{step}} {{result}}")],
+        "opm", bars=True, stack=True, min_=0,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Evaluation pass rate by step",
+        "pass / (pass + fail) per step.",
+        [target(ratio(sel(evals, AGENT, passed), sel(evals, AGENT), step), "{{step}}")],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(12, ranking(
+        "Lowest-scoring steps",
+        "Steps ranked by mean evaluation score over the selected range, lowest first.",
+        mean(STEP_SCORE, (AGENT,), step), "{{step}}", "percentunit", desc=False, min_=0, max_=1,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Needs-review steps by step",
+        "Steps per minute that completed but were flagged for human review (status needs_review).",
+        [target(per_minute(agg(step, rate(sel(steps_total, AGENT, review)))), "{{step}}")],
+        "opm", bars=True, stack=True, min_=0,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(6, stat(
+        "Needs-review share",
+        "Share of ended steps flagged needs_review over the selected agents, now (0 when none).",
+        ratio(sel(steps_total, AGENT, review), sel(steps_total, AGENT), ""), "percentunit",
+        min_=0, max_=1, steps=thresholds(("green", None), ("orange", 0.05), ("red", 0.2)),
+    ))  # fmt: skip
+    g.add(6, stat(
+        "Needs-review steps per hour",
+        "Steps flagged needs_review per hour over the selected agents, now.",
+        agg("", rate(sel(steps_total, AGENT, review))) + " * 3600", "short",
+    ))  # fmt: skip
+    g.add(12, heatmap(
+        "Step score distribution",
+        "How evaluation scores are distributed over time (buckets are fine from 0.5 to 1.0). "
+        "Exemplars open the trace of an evaluated step.",
+        agg("le", rate(sel(STEP_SCORE + "_bucket", AGENT), fn="increase")), "percentunit",
+    ))  # fmt: skip
+    return dashboard(
+        UIDS["evaluations"],
+        "How good is the agents' work: which steps score low, fail evaluation or need a human review?",
+        g.panels,
+        [AGENT_VAR, TRIGGER_VAR],
+    )
+
+
+def tools() -> dict[str, Any]:
+    calls, tool = sc.TOOL_CALLS.name, sc.LABEL_TOOL
+    tool_m = (AGENT, TOOL)
+    success = eq(sc.LABEL_OUTCOME, sc.ToolOutcome.SUCCESS)
+    bad = re_(sc.LABEL_OUTCOME, sc.ToolOutcome.ERROR, sc.ToolOutcome.TIMEOUT)
+    g = Grid()
+    g.row(8)
+    g.add(12, timeseries(
+        "Tool success rate",
+        "success / all calls per tool or integration (errors and timeouts are unsuccessful).",
+        [target(ratio(sel(calls, *tool_m, success), sel(calls, *tool_m), tool), "{{tool}}")],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Tool error ratio vs objective",
+        "(error + timeout) / all calls per agent and tool. Above the dashed "
+        "max_tool_error_ratio, AgentToolErrorRateHigh fires.",
+        [
+            target(ratio(sel(calls, *tool_m, bad), sel(calls, *tool_m), f"{sc.LABEL_AGENT}, {tool}"),
+                   "{{agent}} {{tool}}"),
+            objective_target(sc.OBJECTIVE_MAX_TOOL_ERROR_RATIO),
+        ],
+        "percentunit", min_=0, max_=1,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, timeseries(
+        "Tool response time (p50 / p95)",
+        "Median and 95th percentile response time per tool. Exemplars open a slow call's trace.",
+        [
+            target(quantile(0.5, TOOL_DURATION, tool_m, tool), "{{tool}} p50"),
+            target(quantile(0.95, TOOL_DURATION, tool_m, tool), "{{tool}} p95", "B", exemplar=True),
+        ],
+        "s", min_=0,
+    ))  # fmt: skip
+    g.add(12, timeseries(
+        "Tool calls by outcome",
+        "Tool and integration calls per minute (the API calls executions made), by outcome.",
+        [target(per_minute(agg(f"{tool}, {sc.LABEL_OUTCOME}", rate(sel(calls, *tool_m)))),
+                "{{tool}} {{outcome}}")],
+        "opm", stack=True, min_=0,
+    ))  # fmt: skip
+    g.row(9)
+    g.add(8, piechart(
+        "Error share by tool",
+        "Which tools the failed calls (error + timeout) came from, averaged over the range.",
+        agg(tool, rate(sel(calls, *tool_m, bad))), "{{tool}}", "short",
+    ))  # fmt: skip
+    g.add(16, timeseries(
+        "Tokens by step",
+        "Tokens per minute used by each step, input and output stacked.",
+        [target(per_minute(agg(f"{sc.LABEL_STEP}, {sc.LABEL_TYPE}", rate(sel(sc.TOKENS.name, AGENT)))),
+                "{{step}} {{type}}")],
+        "short", stack=True, min_=0,
+    ))  # fmt: skip
+    g.row(8)
+    g.add(12, ranking(
+        "Slowest tools (p95)",
+        "Tools ranked by 95th percentile response time, averaged over the selected range.",
+        quantile(0.95, TOOL_DURATION, tool_m, tool), "{{tool}}", "s", min_=0,
+    ))  # fmt: skip
+    g.add(12, ranking(
+        "Token-heaviest steps",
+        "Steps ranked by tokens per minute (input + output), averaged over the selected range.",
+        per_minute(agg(sc.LABEL_STEP, rate(sel(sc.TOKENS.name, AGENT)))), "{{step}}", "short", min_=0,
+    ))  # fmt: skip
+    return dashboard(
+        UIDS["tools"],
+        "Are the tools and integrations the agents call reliable and fast, and where do the tokens go?",
+        g.panels,
+        [AGENT_VAR, TOOL_VAR],
+    )
+
+
+BUILDERS = {
+    "agent-overview": overview,
+    "agent-completion-trends": trends,
+    "agent-runtime": runtime,
+    "agent-evaluations": evaluations,
+    "agent-tools": tools,
+}
+
+
+def build_all() -> dict[str, dict[str, Any]]:
+    """Every dashboard, keyed by uid."""
+    return {uid: builder() for uid, builder in BUILDERS.items()}
+
+
+def path_for(uid: str) -> Path:
+    """The committed file of a dashboard: `dashboards/<uid>.json`."""
+    return DASHBOARD_DIR / f"{uid}.json"
+
+
+def render(dash: Mapping[str, Any]) -> str:
+    return json.dumps(dash, indent=2, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- queries for live tests
+
+
+class PanelQuery(NamedTuple):
+    """One panel query with its dashboard variables substituted, ready for the Prometheus HTTP API."""
+
+    dashboard_uid: str
+    panel_id: int
+    panel_title: str
+    ref_id: str
+    expr: str
+    instant: bool  # send to /api/v1/query rather than /api/v1/query_range
+    step: str | None  # the panel's min interval (substituted), e.g. "1d" on the trends dashboard
+
+
+_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """Replace `$name`, `${name}`, `${name:fmt}` and `[[name]]`; unknown names raise KeyError."""
+    return _VAR.sub(lambda m: values[m.group(1) or m.group(2) or m.group(3)], text)
+
+
+def variable_values(
+    dash: Mapping[str, Any],
+    overrides: Mapping[str, str] | None = None,
+    *,
+    rate_interval: str = "1m",
+    interval: str = "1m",
+    range_: str = "1h",
+) -> dict[str, str]:
+    """Values for every variable a query of `dash` may use: built-ins, then the dashboard's own."""
+    values = {
+        "__rate_interval": rate_interval,
+        "__interval": interval,
+        "__range": range_,
+        "__range_s": str(_seconds(range_)),
+        "__interval_ms": str(_seconds(interval) * 1000),
+    }
+    for var in dash["templating"]["list"]:
+        name, kind = var["name"], var["type"]
+        if kind == "datasource":
+            values[name] = PROMETHEUS_UID
+        elif kind == "query":
+            values[name] = var.get("allValue") or ".*"
+        elif kind == "custom":
+            values[name] = var["current"]["value"]
+        else:  # pragma: no cover - no other kinds are generated
+            raise ValueError(f"variable {name}: unsupported type {kind}")
+    values.update(overrides or {})
+    return values
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return int(duration[:-1]) * units[duration[-1]]
+
+
+def iter_queries(
+    dash: Mapping[str, Any],
+    *,
+    agent: str = ".*",
+    trigger: str = ".*",
+    variables: Mapping[str, str] | None = None,
+    rate_interval: str = "1m",
+    interval: str = "1m",
+    range_: str = "1h",
+) -> Iterator[PanelQuery]:
+    """Every Prometheus query of every panel of `dash`, variables substituted.
+
+    `agent` and `trigger` are regexes (Grafana sends `.*` for All, `(a|b)` for several values);
+    `variables` overrides any other variable, e.g. `{"aggregation": "7d", "tool": "gmail"}`.
+    """
+    overrides = {"agent": agent, "trigger": trigger, **(variables or {})}
+    values = variable_values(dash, overrides, rate_interval=rate_interval, interval=interval, range_=range_)
+    for panel in dash["panels"]:
+        step = substitute(panel["interval"], values) if panel.get("interval") else None
+        for t in panel.get("targets", []):
+            yield PanelQuery(
+                dash["uid"],
+                panel["id"],
+                panel["title"],
+                t["refId"],
+                substitute(t["expr"], values),
+                bool(t.get("instant")),
+                step,
+            )
+
+
+def iter_all_queries(**kwargs: Any) -> Iterator[PanelQuery]:
+    """`iter_queries` over every dashboard."""
+    for dash in build_all().values():
+        yield from iter_queries(dash, **kwargs)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed dashboard is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for uid, dash in build_all().items():
+        path, text = path_for(uid), render(dash)
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path.name)
+        if not args.check:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(("stale: " if args.check else "wrote: ") + ", ".join(stale))
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
