@@ -42,7 +42,9 @@ SECRET_VALUE_PATTERN = re.compile(
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
     r"|(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"  # Authorization header values
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
-    r"|(?i:password|passwd|secret|token|api[-_]?key)\s*[=:]\s*[^\s,;&\"']+",
+    r"|(?i:password|passwd|secret|token|api[-_]?key)\s*[=:]\s*[^\s,;&\"']+"
+    r"|(?<=://)[^\s:/@\"']+:[^\s@/\"']+(?=@)"  # user:password in a URL (DSNs)
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # bare JWTs
 )
 
 
@@ -62,14 +64,43 @@ def mask_secrets_in_text(text: str) -> tuple[str, int]:
     return SECRET_VALUE_PATTERN.subn(MASK, text)
 
 
+def valid_utf8(text: str) -> str:
+    """`text` encodable as UTF-8: lone surrogates (from surrogateescape decoding) become '?'.
+
+    One such character would make the whole /metrics exposition or a whole OTLP batch fail.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def clean_text(obj: Any, limit: int = 1024) -> str:
+    """Free text for a span, event or log line: a str() that cannot raise, secrets masked,
+    valid UTF-8, at most `limit` characters (masked before the cut, so no secret is half kept)."""
+    try:
+        text = obj if isinstance(obj, str) else str(obj)
+    except Exception:  # noqa: BLE001 - __str__ of user objects may raise
+        text = f"<unprintable {type(obj).__name__}>"
+    if not isinstance(text, str):
+        text = f"<unprintable {type(obj).__name__}>"
+    text = mask_secrets_in_text(text[: limit + 8192])[0]
+    return valid_utf8(text[:limit])
+
+
 def to_jsonable(obj: Any, report: CaptureReport) -> Any:
     """A JSON-safe copy of `obj` with secrets masked, cycles cut and depth bounded."""
     return _walk(obj, report, 0, set())
 
 
 def _walk(obj: Any, report: CaptureReport, depth: int, seen: set[int]) -> Any:
-    if obj is None or isinstance(obj, bool | int):
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, int):  # past ~4300 digits json.dumps raises (int max str digits)
+        return obj if obj.bit_length() <= 4096 else f"<int of {obj.bit_length()} bits>"
     if isinstance(obj, float):
         if math.isfinite(obj):
             return obj
@@ -94,6 +125,8 @@ def _walk(obj: Any, report: CaptureReport, depth: int, seen: set[int]) -> Any:
                     out["<more>"] = f"{len(obj) - _MAX_ITEMS} more items"
                     break
                 key = k if isinstance(k, str) else _safe_repr(k, report)
+                key, n = mask_secrets_in_text(key)
+                report.masked += n
                 if SECRET_KEY_PATTERN.search(key):
                     out[key] = MASK
                     report.masked += 1
@@ -170,5 +203,5 @@ def capture(obj: Any, *, max_bytes: int, redact: Redactor | None) -> tuple[str, 
             report.redact_error = True
             report.notes.append(f"{type(exc).__name__}: {exc}"[:200])
             return WITHHELD, report
-    text, report.truncated_bytes = truncate_utf8(text, max_bytes)
+    text, report.truncated_bytes = truncate_utf8(valid_utf8(text), max_bytes)
     return text, report

@@ -14,6 +14,7 @@ import itertools
 import math
 import threading
 import time
+import traceback
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from . import _config
 from . import semconv as sc
-from .content import capture
+from .content import capture, clean_text
 from .errors import cause_of, tool_outcome_of
 from .metrics import exemplar_of
 from .semconv import DropReason, FailureCause, PendingReason, StepStatus
@@ -55,6 +56,32 @@ def _internal(state: _config.State | None, where: str, exc: BaseException) -> No
     """A bug in the library: count it and carry on; the agent must not notice."""
     if state is not None:
         state.drop(DropReason.INTERNAL_ERROR, f"internal error in {where}: {type(exc).__name__}: {exc}")
+
+
+def _exc_text(exc: BaseException) -> str:
+    """`Type: message` of an exception for a span status or a log: masked, bounded, never raising."""
+    return clean_text(f"{type(exc).__name__}: {clean_text(exc, 1000)}", 1000)
+
+
+def _record_exception(span: Any, exc: BaseException) -> None:
+    """The span's `exception` event, like `Span.record_exception` but with the message masked.
+
+    The SDK's own version calls `str(exc)` (which user exceptions may make raise) and puts the
+    message and the traceback on the span as they are, secrets included.
+    """
+    try:
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # noqa: BLE001
+        stack = ""
+    span.add_event(
+        "exception",
+        {
+            "exception.type": type(exc).__qualname__,
+            "exception.message": clean_text(exc, 1000),
+            "exception.stacktrace": clean_text(stack, 8192),
+            "exception.escaped": "False",
+        },
+    )
 
 
 def _hex_ids(span: trace.Span) -> tuple[str | None, str | None]:
@@ -287,7 +314,7 @@ class Execution:
             sc.ATTR_TASK_TRIGGER: self.trigger,
         }
         if self.description is not None:
-            attrs[sc.ATTR_TASK_DESCRIPTION] = str(self.description)[:1024]
+            attrs[sc.ATTR_TASK_DESCRIPTION] = clean_text(self.description, 1024)
         self._span = span = st.tracing.tracer.start_span(
             sc.SPAN_EXECUTION.format(agent=self.agent), context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
@@ -370,7 +397,7 @@ class Execution:
                 elif exc is None:
                     self._finish(_COMPLETED, None, None, None)
                 else:
-                    self._finish(_EXEC_FAILED, cause_of(exc).value, f"{type(exc).__name__}: {exc}"[:1000], exc)
+                    self._finish(_EXEC_FAILED, cause_of(exc).value, _exc_text(exc), exc)
             elif exc is not None and self._phase == _SUSPENDED:
                 self._state.drop(
                     DropReason.USE_AFTER_END, f"exception after suspend() not recorded here: {type(exc).__name__}"
@@ -431,7 +458,7 @@ class Execution:
             m.child(sc.EXECUTION_FAILURES, self.agent, self.trigger, cause).inc(exemplar=ex)
             if exc is not None:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
-                span.record_exception(exc)
+                _record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
         span.set_attributes(attrs)
         span.end()
@@ -484,7 +511,7 @@ class Execution:
                 )
                 message = message or f"cause: {cause!r}"
                 c = FailureCause.ERROR.value
-            self._outcome = (_EXEC_FAILED, c, None if message is None else str(message)[:1000])
+            self._outcome = (_EXEC_FAILED, c, None if message is None else clean_text(message, 1000))
         except Exception as exc:  # noqa: BLE001
             _internal(self._state, "fail()", exc)
 
@@ -493,7 +520,7 @@ class Execution:
         if self.ended:
             self._state.drop(DropReason.USE_AFTER_END, "cancel() on an execution that already ended")
             return
-        self._outcome = (_CANCELLED, None, message)
+        self._outcome = (_CANCELLED, None, None if message is None else clean_text(message, 1000))
 
     def end(self, exc: BaseException | None = None) -> None:
         """End an execution started with `start_execution()` (the `with` form calls this)."""
@@ -556,7 +583,7 @@ class Execution:
                 }
             )
             if self.description is not None:
-                carrier["description"] = str(self.description)[:1024]
+                carrier["description"] = clean_text(self.description, 1024)
             if self.max_duration is not None:
                 carrier["max_duration"] = self.max_duration
             self.status = sc.ExecutionStatus.PENDING.value
@@ -635,7 +662,8 @@ class Step:
             attrs: dict[str, Any] = {sc.ATTR_STEP_NAME: self.label, sc.ATTR_STEP_INDEX: self.index}
             if self.tool is not None:
                 attrs[sc.ATTR_GEN_AI_TOOL_NAME] = self.tool
-            self._span = run._state.tracing.tracer.start_span(str(self.name)[:256], context=run._ctx, attributes=attrs)
+            span_name = self.label if self.name == self.label else clean_text(self.name, 256)
+            self._span = run._state.tracing.tracer.start_span(span_name, context=run._ctx, attributes=attrs)
             self._ctx = trace.set_span_in_context(self._span, run._ctx)
             self._tokens = [otel_context.attach(self._ctx), _current_step.set(self)]
             self._t0 = time.perf_counter()
@@ -678,8 +706,8 @@ class Step:
         self._dead = True
         if exc is not None:
             self.status = _FAILED
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:1000]))
+            _record_exception(span, exc)
+            span.set_status(Status(StatusCode.ERROR, _exc_text(exc)))
             self._attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
         elif self.status == _FAILED:
             span.set_status(Status(StatusCode.ERROR, "step failed its evaluation"))
@@ -762,7 +790,7 @@ class Step:
                 m.child(sc.STEP_EVALUATION_SCORE, run.agent, self.label).observe(value, exemplar_of(run.trace_id))
                 run._add_score(value)
             if explanation is not None:
-                event[sc.ATTR_EVALUATION_EXPLANATION] = str(explanation)[:1024]
+                event[sc.ATTR_EVALUATION_EXPLANATION] = clean_text(explanation, 1024)
             self._span.add_event(sc.EVENT_EVALUATION, event)
             if passed is False:
                 self._mark(st.settings.evaluation_fail_status)
@@ -836,13 +864,13 @@ class Step:
             run = self.run
             m = run._state.metrics
             path = m.label(run.agent, "path", selected)
-            others = [str(p)[:256] for p in (not_selected or ())]
+            others = [clean_text(p, 256) for p in (not_selected or ())]
             m.child(sc.BRANCH_DECISIONS, run.agent, self.label, path).inc()
             event: dict[str, Any] = {sc.ATTR_BRANCH_SELECTED: path, sc.ATTR_BRANCH_NOT_SELECTED: others}
             if condition is not None:
-                event[sc.ATTR_BRANCH_CONDITION] = str(condition)[:1024]
+                event[sc.ATTR_BRANCH_CONDITION] = clean_text(condition, 1024)
             if reason is not None:
-                event[sc.ATTR_BRANCH_REASON] = str(reason)[:1024]
+                event[sc.ATTR_BRANCH_REASON] = clean_text(reason, 1024)
             self._span.add_event(sc.EVENT_BRANCH_DECISION, event)
             if run._state.logs(_DEBUG):
                 run._log(
@@ -863,7 +891,7 @@ class Step:
                 return
             self._mark(_NEEDS_REVIEW)
             self._span.add_event(
-                sc.EVENT_REVIEW_FLAG, {sc.ATTR_REVIEW_REASON: str(reason)[:1024]} if reason is not None else {}
+                sc.EVENT_REVIEW_FLAG, {sc.ATTR_REVIEW_REASON: clean_text(reason, 1024)} if reason is not None else {}
             )
         except Exception as exc:  # noqa: BLE001
             _internal(self.run._state, "flag_for_review()", exc)
@@ -872,7 +900,7 @@ class Step:
         """Set the step's status explicitly ('passed', 'failed', 'needs_review')."""
         if not self._alive("set_status()"):
             return
-        if status not in _STATUS_RANK:
+        if not isinstance(status, str) or status not in _STATUS_RANK:  # unhashable must not raise
             self.run._state.drop(
                 DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(_STATUS_RANK)}; ignored"
             )
@@ -927,9 +955,9 @@ class ToolCall:
             run = self.step.run
             outcome = tool_outcome_of(exc).value
             if exc is not None:
-                self._span.record_exception(exc)
+                _record_exception(self._span, exc)
                 self._span.set_attribute(sc.ATTR_ERROR_TYPE, type(exc).__qualname__)
-                self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:1000]))
+                self._span.set_status(Status(StatusCode.ERROR, _exc_text(exc)))
             self._span.end()
             m = run._state.metrics
             m.child(sc.TOOL_CALLS, run.agent, self.tool, outcome).inc()
@@ -958,7 +986,7 @@ class ToolCall:
 def _clean_score(st: _config.State, score: Any) -> float | None:
     try:
         value = float(score)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         st.drop(DropReason.INVALID_SCORE, f"evaluation score {score!r} is not a number; not observed")
         return None
     if isinstance(score, bool) or not math.isfinite(value) or value < 0 or value > 100:
@@ -974,9 +1002,11 @@ def _clean_score(st: _config.State, score: Any) -> float | None:
 
 
 def _clean_count(st: _config.State, n: Any, what: str) -> int:
-    if n is None or n == 0:
+    if n is None or (isinstance(n, int | float) and n == 0):
         return 0
-    if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n) or n < 0:
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 2**63:
+        return n
+    if isinstance(n, bool) or not isinstance(n, float) or not math.isfinite(n) or n < 0 or n >= 2**63:
         st.drop(DropReason.INVALID_USAGE, f"{what}={n!r} is not a count >= 0; not counted")
         return 0
     return int(n)

@@ -17,6 +17,8 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
+from .content import clean_text
+
 LOGGER_NAME = "agent_exporter"
 
 _internal = logging.getLogger(LOGGER_NAME)
@@ -65,6 +67,7 @@ class RateLimitedWarnings:
         if suppressed:
             message = f"{message} ({suppressed} similar warnings suppressed)"
         try:
+            message = clean_text(message, 2000)  # messages quote user values: mask, bound
             self._logger.warning("agent-exporter: %s", message)
         except Exception:  # noqa: BLE001 - a broken log handler must not reach the agent
             pass

@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from . import semconv as sc
+from .content import mask_secrets_in_text, valid_utf8
 from .logs import RateLimitedWarnings
 from .semconv import DropReason, MetricSpec
 
@@ -112,6 +113,10 @@ class Metrics:
             self.drop(DropReason.INVALID_NAME, f"{what} {text[:60]!r} is not a string; used str()")
             value = text
         value = value.strip()
+        cleaned = mask_secrets_in_text(valid_utf8(value))[0]
+        if cleaned != value:  # a lone surrogate would break the whole exposition
+            self.drop(DropReason.INVALID_NAME, f"{what} had invalid UTF-8 or a secret-looking part; replaced")
+            value = cleaned
         if not value:
             self.drop(DropReason.INVALID_NAME, f"empty {what}; recorded as {sc.UNKNOWN_LABEL_VALUE!r}")
             return sc.UNKNOWN_LABEL_VALUE
