@@ -1,0 +1,106 @@
+"""The docs, the README and the constants module agree; the README's example runs as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from exporter import semconv as sc
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+TELEMETRY = (ROOT / "docs" / "telemetry.md").read_text()
+
+
+def metric_rows(text: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """`| `name` | type | labels | ... |` rows of a markdown table of metrics."""
+    rows = {}
+    for m in re.finditer(r"^\| `(agent_[a-z_]+)` \| (counter|gauge|histogram) \| ([a-z_, ]+) \|", text, re.M):
+        rows[m.group(1)] = (m.group(2), tuple(x.strip() for x in m.group(3).split(",")))
+    return rows
+
+
+EXPECTED = {m.name: (m.type, m.labels) for m in sc.METRICS}
+
+
+@pytest.mark.parametrize("doc", ["docs/telemetry.md", "README.md"])
+def test_metric_tables_match_the_constants(doc):
+    """Each metrics table lists exactly the constants' metrics, with their types and labels."""
+    assert metric_rows((ROOT / doc).read_text()) == EXPECTED
+
+
+@pytest.mark.parametrize("doc", ["docs/telemetry.md", "README.md"])
+def test_every_span_attribute_and_event_is_documented(doc):
+    """Every span attribute, event and event attribute constant appears in the docs."""
+    text = (ROOT / doc).read_text()
+    names = (*sc.SPAN_ATTRIBUTES, *sc.EVENTS, *sc.EVENT_ATTRIBUTES)
+    missing = [n for n in names if f"`{n}`" not in text]
+    assert not missing
+
+
+@pytest.mark.parametrize("doc", ["docs/telemetry.md", "README.md"])
+def test_docs_name_no_metric_or_attribute_the_code_lacks(doc):
+    """No backticked agent_* metric or task.* / gen_ai.* attribute in the docs is unknown to the code."""
+    text = (ROOT / doc).read_text()
+    series = {s for spec in sc.METRICS for s in (spec.name, *sc.exposed_series_names(spec))}
+    metrics = set(re.findall(r"`(agent_[a-z_]+)(?:\{[^`]*\})?`", text)) - {"agent_exporter"}  # the logger
+    assert metrics <= series, metrics - series
+    known = {*sc.SPAN_ATTRIBUTES, *sc.EVENT_ATTRIBUTES, *sc.EVENTS}
+    attrs = set(re.findall(r"`((?:task|gen_ai)\.[a-z_.]+)`", text))
+    assert attrs <= known, attrs - known
+
+
+def test_drop_reasons_log_events_and_alerts_are_documented():
+    """Every drop reason, log event and alert name is in docs/telemetry.md."""
+    names = [r.value for r in sc.DropReason]
+    names += [v for k, v in vars(sc).items() if k.startswith("LOG_") and isinstance(v, str)]
+    names += list(sc.ALERTS)
+    missing = [n for n in names if f"`{n}`" not in TELEMETRY]
+    assert not missing
+
+
+def test_objective_defaults_are_documented():
+    """The objectives table gives the constants' defaults."""
+    for name, default in sc.DEFAULT_OBJECTIVES.items():
+        assert re.search(rf"^\| `{name}` \| {default:g} \|", TELEMETRY, re.M), name
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run runs exactly the README's test command."""
+    blocks = re.findall(r"```bash\n(.*?)\n```", README, re.S)
+    test_cmd = next(b for b in blocks if "pytest" in b)
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_example_runs_as_written(tmp_path):
+    """The README's instrumentation example runs as written and records what it says."""
+    section = README.split("## Instrument your agent", 1)[1]
+    code = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 16
+    epilogue = textwrap.dedent(
+        """
+        reg = exporter.registry()
+        def v(name, **labels):
+            return reg.get_sample_value(name, labels) or 0.0
+        print("completed", v("agent_executions_finished_total", agent="invoice", trigger="email",
+                              status="completed"))
+        print("steps", v("agent_steps_total", agent="invoice",
+                         step="Extract the Required Information from the Invoice", status="passed"))
+        print("tokens", v("agent_tokens_total", agent="invoice",
+                          step="Extract the Required Information from the Invoice", type="input"))
+        print("branch", v("agent_branch_decisions_total", agent="invoice", step="Route by amount",
+                          path="auto-approve"))
+        """
+    )
+    script = tmp_path / "example.py"
+    script.write_text(code + "\n" + epilogue)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = dict(line.split() for line in proc.stdout.splitlines() if line.split()[0] in
+               {"completed", "steps", "tokens", "branch"})
+    assert out == {"completed": "1.0", "steps": "1.0", "tokens": "812.0", "branch": "1.0"}
