@@ -259,17 +259,17 @@ class Execution:
         if self._state.logs(level):
             try:
                 fn = {_DEBUG: "debug", _INFO: "info", _WARNING: "warning"}[level]
-                getattr(self._state.log, fn)(
-                    event,
-                    trace_id=self.trace_id,
-                    span_id=self.span_id,
-                    task_id=self.task_id,
-                    agent=self.agent,
-                    trigger=self.trigger,
-                    **kw,
-                )
-            except Exception:  # noqa: BLE001 - a broken log pipeline must not reach the agent
-                pass
+                fields = {
+                    "trace_id": self.trace_id,
+                    "span_id": self.span_id,
+                    "task_id": self.task_id,
+                    "agent": self.agent,
+                    "trigger": self.trigger,
+                }
+                fields.update(kw)  # a step's event carries the step's span_id
+                getattr(self._state.log, fn)(event, **fields)
+            except Exception as exc:  # noqa: BLE001 - a broken log pipeline must not reach the agent
+                _internal(self._state, f"logging {event}", exc)
 
     @property
     def ended(self) -> bool:
@@ -509,7 +509,7 @@ class Execution:
                     DropReason.UNKNOWN_CAUSE,
                     f"failure cause {cause!r} is not one of {sorted(_CAUSES)}; recorded as 'error'",
                 )
-                message = message or f"cause: {cause!r}"
+                message = f"{message} (cause {cause!r})" if message else f"cause {cause!r}"
                 c = FailureCause.ERROR.value
             self._outcome = (_EXEC_FAILED, c, None if message is None else clean_text(message, 1000))
         except Exception as exc:  # noqa: BLE001
