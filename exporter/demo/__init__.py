@@ -1,63 +1,311 @@
-"""A small simulated agent workload using only the public API (the `agent-exporter demo` command)."""
+"""`agent-exporter demo`: a seeded, realistic simulated agent workload (public API only).
+
+Three agents (`invoice`, `support-email`, `daily-report`) run concurrently at `--rate` executions
+per second, with tool calls to named integrations, evaluation scores, token usage, branch
+decisions, human approvals (in-process waits, and suspend/resume through a carrier), and failures
+of every cause at realistic rates. `--scenario` switches degrade one part on purpose so that a
+given alert fires. Simulated time runs `--speed` times faster than the clock.
+"""
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
+import os
 import random
 import signal
+import sys
 import threading
 import time
+from collections import Counter
 from typing import Any
+
+import structlog
 
 import exporter
 
+from .agents import AGENTS, MIX, SCENARIOS, Sim, objectives, resume_invoice
+
+DEFAULT_PORT = 9464
+log = structlog.get_logger("agent_exporter.demo")
+
+
+def _scenarios(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+    if "all" in names:
+        return sorted(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    return names
+
+
+def _positive(value: str) -> float:
+    v = float(value)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return v
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, default=9464, help="port for /metrics (default 9464)")
-    p.add_argument("--addr", default="0.0.0.0", help="bind address for /metrics")
-    p.add_argument("--otlp-endpoint", default=None, help="OTLP/HTTP endpoint, e.g. http://localhost:4318")
-    p.add_argument("--duration", type=float, default=0, help="seconds to run (0 = until Ctrl-C)")
-    p.add_argument("--rate", type=float, default=5.0, help="executions per second")
-    p.add_argument("--seed", type=int, default=1)
+    scen = "; ".join(f"{k}: {d} ({a})" for k, (d, a, _) in SCENARIOS.items())
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for /metrics (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--addr", default="127.0.0.1", help="bind address for /metrics (default 127.0.0.1; 0.0.0.0 in Docker)"
+    )
+    p.add_argument("--otlp-endpoint", default=None,
+                   help="OTLP/HTTP endpoint for traces, e.g. http://localhost:4318 "
+                        "(default: $OTEL_EXPORTER_OTLP_ENDPOINT; traces are not exported without one)")  # fmt: skip
+    p.add_argument("--console-traces", action="store_true", help="print spans to stdout instead (noisy)")
+    p.add_argument("--duration", type=float, default=0, help="seconds to run (default 0: until Ctrl-C / SIGTERM)")
+    p.add_argument("--rate", type=_positive, default=2.0, help="new executions per second (default 2)")
+    p.add_argument("--speed", type=_positive, default=5.0,
+                   help="simulated time runs this many times faster than the clock (default 5); recorded "
+                        "durations and the demo's time objectives are divided by it")  # fmt: skip
+    p.add_argument("--scenario", type=_scenarios, action="extend", default=[], metavar="NAME[,NAME]",
+                   help=f"degrade something on purpose (repeatable; 'all' or 'none'). {scen}")  # fmt: skip
+    p.add_argument(
+        "--scenario-delay",
+        type=float,
+        default=0.0,
+        help="seconds of healthy traffic before the scenarios start (default 0)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same workload")
+    p.add_argument("--max-concurrency", type=int, default=1000, help="executions in flight at most (default 1000)")
+    p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: a log line per execution; -vv: per step and branch decision too",
+    )
+    p.add_argument("--log-format", choices=("console", "json"), default="console", help="log rendering")
 
 
-def _one(rng: random.Random) -> None:
-    with exporter.execution("invoice", trigger=rng.choice(["email", "webhook"])) as run:
-        with run.step("Extract the Required Information from the Invoice", tool="custom_gpt") as step:
-            with step.tool_call("custom_gpt"):
-                time.sleep(rng.uniform(0.001, 0.01))
-            step.record_usage(input_tokens=rng.randint(500, 1500), output_tokens=rng.randint(50, 300))
-            step.evaluate("accuracy", score=rng.uniform(0.8, 1.0))
-        with run.step("Validate") as step:
-            if rng.random() < 0.05:
-                raise exporter.ValidationFailure("total does not match line items")
-        with run.step("Update the CRM", tool="salesforce") as step, step.tool_call("salesforce"):
-            time.sleep(rng.uniform(0.001, 0.005))
+def _configure_logging(fmt: str) -> None:
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            exporter.add_trace_context,
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+
+
+class ApprovalDesk:
+    """Approvers working elsewhere: suspended executions come back after their approval time."""
+
+    def __init__(self, sim: Sim, spawn: Any) -> None:
+        self.sim = sim
+        self.spawn = spawn
+        self._heap: list[tuple[float, int, str, float]] = []
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="demo-approvals", daemon=True)
+
+    def submit(self, sim_seconds: float, carrier_json: str, roll: float) -> None:
+        due = time.monotonic() + self.sim.real(sim_seconds)
+        with self._lock:
+            heapq.heappush(self._heap, (due, next(self._ids), carrier_json, roll))
+        self._wake.set()
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._heap)
+
+    def _loop(self) -> None:
+        while not self.sim.stop.is_set():
+            due = []
+            with self._lock:
+                while self._heap and self._heap[0][0] <= time.monotonic():
+                    due.append(heapq.heappop(self._heap))
+                nxt = self._heap[0][0] - time.monotonic() if self._heap else 0.5
+            for _, _, carrier_json, roll in due:
+                self.spawn("invoice", lambda c=carrier_json, r=roll: resume_invoice(self.sim, c, r))
+            self._wake.wait(min(max(nxt, 0.01), 0.5))
+            self._wake.clear()
+
+
+class Workload:
+    """Arrivals (Poisson at `rate`), one thread per execution, counts for the progress line."""
+
+    def __init__(self, args: Any, sim: Sim) -> None:
+        self.args = args
+        self.sim = sim
+        self.counts: Counter[str] = Counter()
+        self.by_agent: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._slots = threading.BoundedSemaphore(max(1, args.max_concurrency))
+        self.verbose = args.verbose
+
+    def spawn(self, agent: str, fn: Any) -> None:
+        while not self._slots.acquire(timeout=0.2):
+            if self.sim.stop.is_set():
+                return
+        t = threading.Thread(target=self._run, args=(agent, fn), name=f"demo-{agent}", daemon=True)
+        with self._lock:
+            self._threads.add(t)
+            self.counts["started"] += 1
+        t.start()
+
+    def _run(self, agent: str, fn: Any) -> None:
+        status = "error"
+        try:
+            run = fn()
+            status = str(getattr(run, "status", "")) or "unknown"
+        except Exception:  # noqa: BLE001 - the agent's own failure: recorded by the library already
+            status = "failed"
+        except BaseException:  # noqa: BLE001
+            status = "failed"
+        finally:
+            with self._lock:
+                self.counts["pending" if status == "pending" else status] += 1
+                self.by_agent[(agent, status)] += 1
+                self._threads.discard(threading.current_thread())
+            self._slots.release()
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._threads)
+
+    def join(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                left = list(self._threads)
+            if not left:
+                return 0
+            left[0].join(max(0.0, min(0.2, deadline - time.monotonic())))
+        return self.in_flight()
+
+
+def _progress(work: Workload, desk: ApprovalDesk, t0: float, last: dict[str, Any]) -> None:
+    c = work.counts
+    now = time.monotonic()
+    done = c["completed"] + c["failed"] + c["cancelled"]
+    rate = (done - last.get("done", 0)) / max(1e-9, now - last.get("t", t0))
+    last.update(done=done, t=now)
+    log.info(
+        "progress",
+        elapsed_s=round(now - t0, 1),
+        started=c["started"],
+        completed=c["completed"],
+        failed=c["failed"],
+        cancelled=c["cancelled"],
+        suspended=c["pending"],
+        in_flight=work.in_flight(),
+        awaiting_remote_approval=desk.waiting(),
+        per_second=round(rate, 2),
+    )
 
 
 def run(args: Any) -> int:
-    exporter.configure(
-        service_name="agent-exporter-demo",
-        metrics_port=args.port,
-        metrics_addr=args.addr,
-        otlp_endpoint=args.otlp_endpoint,
-    )
+    _configure_logging(args.log_format)
+    level = {0: "off", 1: "info"}.get(args.verbose, "debug")
+    span_exporter = None
+    if args.console_traces:
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        span_exporter = ConsoleSpanExporter()
+    try:
+        exporter.configure(
+            service_name="agent-exporter-demo",
+            metrics_port=args.port,
+            metrics_addr=args.addr,
+            otlp_endpoint=args.otlp_endpoint,
+            span_exporter=span_exporter,
+            objectives=objectives(args.speed),
+            log_level=level,
+        )
+    except ValueError as exc:
+        log.error("cannot start", error=str(exc))
+        return 1
+
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    rng = random.Random(args.seed)
-    deadline = time.monotonic() + args.duration if args.duration else None
-    print(f"agent-exporter demo: /metrics on http://{args.addr}:{args.port}/metrics (Ctrl-C to stop)", flush=True)
+    t0 = time.monotonic()
+    sim = Sim(
+        speed=args.speed,
+        stop=stop,
+        scenarios=frozenset(args.scenario),
+        scenario_start=t0 + args.scenario_delay,
+        clock=time.monotonic,
+    )
+    work = Workload(args, sim)
+    desk = ApprovalDesk(sim, work.spawn)
+    sim.approvals = desk
+
+    signals = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1:
+            os._exit(128 + signum)  # a second Ctrl-C: leave now
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    host = "127.0.0.1" if args.addr in ("0.0.0.0", "::", "") else args.addr
+    traces = (
+        "console" if args.console_traces
+        else (args.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+              or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "off (set --otlp-endpoint)")
+    )  # fmt: skip
+    log.info(
+        f"agent-exporter demo: metrics on http://{host}:{args.port}/metrics (Ctrl-C to stop)",
+        listen=f"{args.addr}:{args.port}",
+        traces=traces,
+        agents=",".join(AGENTS),
+        rate=args.rate,
+        speed=args.speed,
+        scenarios=",".join(args.scenario) or "none",
+        seed=args.seed,
+    )
+
+    master = random.Random(args.seed)
+    names = list(MIX)
+    weights = [MIX[n][0] for n in names]
+    deadline = t0 + args.duration if args.duration and args.duration > 0 else None
+    desk.thread.start()
+    last: dict[str, Any] = {}
+    next_progress = t0 + args.progress_interval
+    next_arrival = t0
     n = 0
     try:
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            try:
-                _one(rng)
-            except exporter.ExecutionFailure:
-                pass
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_progress:
+                _progress(work, desk, t0, last)
+                next_progress += args.progress_interval
+            if now < next_arrival:
+                stop.wait(min(next_arrival - now, 0.25))
+                continue
             n += 1
-            stop.wait(1.0 / args.rate)
-    except KeyboardInterrupt:
-        pass
-    exporter.shutdown()
-    print(f"agent-exporter demo: {n} executions", flush=True)
+            agent = master.choices(names, weights=weights)[0]
+            rng = random.Random(args.seed * 1_000_003 + n)
+            work.spawn(agent, lambda f=MIX[agent][1], r=rng, i=n: f(sim, r, i))
+            next_arrival += master.expovariate(args.rate)
+    finally:
+        stop.set()
+        left = work.join(timeout=5.0)
+        _progress(work, desk, t0, last)
+        log.info(
+            "stopped",
+            left_running=left,
+            approvals_left_suspended=desk.waiting(),
+            by_agent={f"{a}/{s}": v for (a, s), v in sorted(work.by_agent.items())},
+        )
+        exporter.shutdown()
+        for s, h in previous.items():
+            signal.signal(s, h)
     return 0

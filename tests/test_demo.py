@@ -1,0 +1,284 @@
+"""The demo agent, run natively for a bounded time and scraped by a real Prometheus.
+
+Prometheus gets the compose stack's own configuration (deploy/prometheus/prometheus.yml), with the
+stack's host names mapped to 127.0.0.1 ports and 1 s intervals. The scenarios run against the
+shipped rules rendered with short windows (alert_rules.render.Params.short).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter import semconv
+from exporter.demo.agents import SCENARIOS
+from tests.servers import PrometheusServer, free_port, wait_until
+from tests.test_stack import PROMETHEUS_CONFIG, readme_main_command
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "exporter.cli"]
+
+pytestmark = pytest.mark.servers
+
+
+def compose_prometheus_config(hosts: dict[str, int]) -> dict[str, Any]:
+    """The stack's Prometheus config with `host:port` targets mapped to 127.0.0.1 and 1 s intervals.
+
+    Jobs whose targets are not in `hosts` (e.g. the Alertmanager one) are left out.
+    """
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
+    config.pop("rule_files", None)
+    config.pop("alerting", None)
+    jobs = []
+    for job in config["scrape_configs"]:
+        targets = [t for sc in job.get("static_configs", []) for t in sc["targets"]]
+        names = [t.split(":")[0] for t in targets]
+        if names and all(n in hosts for n in names):
+            for sc in job["static_configs"]:
+                sc["targets"] = [f"127.0.0.1:{hosts[t.split(':')[0]]}" for t in sc["targets"]]
+            jobs.append(job)
+    config["scrape_configs"] = jobs
+    return config
+
+
+class Demo:
+    """`agent-exporter demo` as a subprocess in its own process group, output kept in a file."""
+
+    def __init__(self, tmp_path: Path, *args: str, name: str = "demo", cmd: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.log = tmp_path / f"{name}.log"
+        argv = (cmd or [*CLI, "demo"]) + ["--port", str(self.port), *args]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT="", OTEL_TRACES_EXPORTER="none"),
+            )  # fmt: skip
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, as Docker and Ctrl-C do; the demo must exit on its own within `timeout`."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            raise AssertionError(f"demo did not stop within {timeout}s of SIGTERM\n{self.output()[-3000:]}") from None
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
+    started: list[Demo] = []
+
+    def start(*args: str, **kw: Any) -> Demo:
+        d = Demo(tmp_path, *args, **kw)
+        started.append(d)
+        wait_until(d.metrics, 15, describe=d.output)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            os.killpg(d.proc.pid, signal.SIGKILL)
+            d.proc.wait(5)
+
+
+def test_demo_rejects_an_unknown_scenario() -> None:
+    """A typo in --scenario is an argparse error naming the known scenarios."""
+    done = subprocess.run([*CLI, "demo", "--scenario", "slow-stpe"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "slow-step" in done.stderr and "degraded-tool" in done.stderr
+
+
+# --------------------------------------------------------------------------- acceptance 2
+
+
+def test_demo_fills_every_contract_metric_through_the_stacks_scrape_config(
+    demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer]
+) -> None:
+    """The default workload, scraped with the stack's own job, gives every metric of the contract."""
+    d = demo("--rate", "25", "--speed", "100", "--duration", "60", "--progress-interval", "2")
+    prom = prometheus_factory(compose_prometheus_config({"demo": d.port}))
+    targets = prom.wait_for(lambda: [t for t in prom.targets() if t["health"] == "up"], 15)
+    assert [t["labels"]["job"] for t in targets] == [semconv.SCRAPE_JOB]
+
+    def missing() -> list[str]:
+        gone = []
+        for spec in semconv.METRICS:
+            series = spec.name + "_count" if spec.type == "histogram" else spec.name
+            if not prom.query(f"{series}{{job='{semconv.SCRAPE_JOB}'}}"):
+                gone.append(series)
+        return gone
+
+    wait_until(lambda: not missing(), 30, describe=lambda: f"missing: {missing()}\n{d.output()[-2000:]}")
+    # What the contract's label values say the workload covers.
+    checks = {
+        "count by (trigger) (agent_executions_started_total)": {"email", "webhook", "manual", "timer", "api"},
+        "count by (cause) (agent_execution_failures_total)": {
+            "validation_failure", "tool_error", "missing_data", "timeout", "error",
+        },
+        "count by (agent) (agent_executions_started_total)": {"invoice", "support-email", "daily-report"},
+        "count by (reason) (agent_execution_pending_duration_seconds_count)": {"queued", "approval"},
+        "count by (status) (agent_executions_finished_total)": {"completed", "failed", "cancelled"},
+    }  # fmt: skip
+    for expr, want in checks.items():
+        label = expr.split("(")[1].split(")")[0]
+
+        def values(e: str = expr, lbl: str = label) -> set[str]:
+            return {s["metric"][lbl] for s in prom.query(e)}
+
+        wait_until(lambda e=expr, w=want: w <= values(e), 30, describe=lambda e=expr: f"{e}: {values(e)}")
+    tools = {s["metric"]["tool"] for s in prom.query("count by (tool) (agent_tool_calls_total)")}
+    assert {"gmail", "custom_gpt", "salesforce", "zendesk", "bigquery", "slack"} <= tools
+    assert prom.query('agent_steps_total{step="Extract the Required Information from the Invoice"}')
+    assert prom.query('agent_branch_decisions_total{step="Route by amount", path="human-approval"}')
+    objective = prom.query_value('agent_objective{agent="support-email", objective="completion_ratio"}')
+    assert objective == pytest.approx(0.90)
+    # Exemplars carry the trace id (OpenMetrics scrape, exemplar storage on).
+    now = time.time()
+    exemplars = prom.query_exemplars("agent_execution_duration_seconds_bucket", now - 120, now)
+    assert any(len(e["labels"].get("trace_id", "")) == 32 for s in exemplars for e in s["exemplars"])
+    assert d.stop() == 0
+    out = d.output()
+    assert "progress" in out and "stopped" in out
+    assert out.count("execution_finished") == 0  # no line per execution at default verbosity
+
+
+# --------------------------------------------------------------------------- acceptance 3
+
+# Scenario -> (alert, the labels it must fire with).
+INTENDED: dict[str, list[tuple[str, dict[str, str]]]] = {
+    "degraded-tool": [("AgentToolErrorRateHigh", {"agent": "invoice", "tool": "salesforce"})],
+    "slow-step": [("AgentRuntimeHigh", {"agent": "invoice"})],
+    "falling-scores": [("AgentEvaluationScoreLow", {"agent": "support-email"})],
+    "approval-backlog": [("AgentTasksStuckPending", {"agent": "invoice", "reason": "approval"})],
+    "failing-agent": [
+        ("AgentCompletionRateLow", {"agent": "daily-report"}),
+        ("AgentCompletionErrorBudgetBurn", {"agent": "daily-report"}),
+    ],
+    "failing-trigger": [("AgentTriggerCompletionRateLow", {"agent": "support-email", "trigger": "webhook"})],
+}
+# The healthy parts of the same run, which must stay quiet: alert -> labels it must not fire with.
+CONTROLS: list[tuple[str, dict[str, str]]] = [
+    ("AgentToolErrorRateHigh", {"agent": "support-email"}),
+    ("AgentToolErrorRateHigh", {"agent": "daily-report"}),
+    ("AgentToolErrorRateHigh", {"agent": "invoice", "tool": "custom_gpt"}),
+    ("AgentRuntimeHigh", {"agent": "support-email"}),
+    ("AgentRuntimeHigh", {"agent": "daily-report"}),
+    ("AgentEvaluationScoreLow", {"agent": "invoice"}),
+    ("AgentEvaluationScoreLow", {"agent": "daily-report"}),
+    ("AgentTasksStuckPending", {"agent": "support-email"}),
+    ("AgentTasksStuckPending", {"agent": "daily-report"}),
+]
+
+
+def _firing(prom: PrometheusServer) -> list[dict[str, str]]:
+    return [a["labels"] for a in prom.alerts() if a["state"] == "firing"]
+
+
+def _matches(labels: dict[str, str], alert: str, want: dict[str, str]) -> bool:
+    return labels.get("alertname") == alert and all(labels.get(k) == v for k, v in want.items())
+
+
+def test_every_scenario_has_an_intended_alert() -> None:
+    """Each scenario switch names an alert of the contract, and this test checks it."""
+    assert set(INTENDED) == set(SCENARIOS)
+    for name, (_, alert, agent) in SCENARIOS.items():
+        assert alert in semconv.ALERTS
+        assert (alert, agent) in {(a, w["agent"]) for a, w in INTENDED[name]}
+
+
+def test_each_scenario_makes_its_alert_fire(
+    demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
+) -> None:
+    """All scenarios at once (each hits its own agent) against the shipped rules with short windows."""
+    from alert_rules.render import Params, render_rules
+
+    rules = tmp_path / "agent-rules.yml"
+    rules.write_text(render_rules(Params.short(window="1m", for_="0s", min_executions=5, interval="1s")))
+    d = demo("--scenario", "all", "--rate", "30", "--speed", "100", "--duration", "90", "--progress-interval", "5")
+    prom = prometheus_factory(compose_prometheus_config({"demo": d.port}), rule_files=[rules])
+    wanted = [(s, a, w) for s, pairs in INTENDED.items() for a, w in pairs]
+    t0 = time.monotonic()
+    seen: dict[str, float] = {}
+
+    def all_fired() -> bool:
+        firing = _firing(prom)
+        for scenario, alert, want in wanted:
+            if any(_matches(f, alert, want) for f in firing):
+                seen.setdefault(f"{scenario}:{alert}", round(time.monotonic() - t0, 1))
+        return len(seen) == len(wanted)
+
+    def report() -> str:
+        groups = prom.rules()
+        errors = [r.get("lastError") for g in groups for r in g["rules"] if r.get("lastError")]
+        return f"fired: {seen}\nfiring: {_firing(prom)}\nrule errors: {errors}\n{d.output()[-1500:]}"
+
+    wait_until(all_fired, 75, interval=0.5, describe=report)
+    firing = _firing(prom)
+    for alert, unwanted in CONTROLS:
+        assert not [f for f in firing if _matches(f, alert, unwanted)], f"{alert} {unwanted} fired: {firing}"
+    print(f"alerts fired after (s): {seen}")
+    started = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - started < 10
+
+
+# --------------------------------------------------------------------------- acceptance 4
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_readme_main_command_serves_metrics(tmp_path: Path) -> None:
+    """`agent-exporter demo`, started as the README's Quick start says, answers on the README's URL."""
+    command = readme_main_command().split("&&")[-1].split()
+    assert command == ["agent-exporter", "demo"]
+    readme = (ROOT / "README.md").read_text()
+    url = "http://127.0.0.1:9464/metrics"
+    assert url in readme
+    if not _port_free(9464):
+        reason = "port 9464 (the README's default) is in use on this machine"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    script = Path(sys.executable).parent / "agent-exporter"
+    argv = [str(script) if script.exists() else "agent-exporter", *command[1:]]
+    with (tmp_path / "out.log").open("wb") as out:
+        proc = subprocess.Popen(argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        text = wait_until(
+            lambda: urllib.request.urlopen(url, timeout=2).read().decode(), 20,
+            describe=lambda: (tmp_path / "out.log").read_text(errors="replace"),
+        )  # fmt: skip
+        assert "agent_executions_started_total" in text
+        assert url in (tmp_path / "out.log").read_text()  # the demo prints where to look
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        code = proc.wait(timeout=10)
+    assert code == 0
