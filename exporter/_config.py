@@ -8,6 +8,7 @@ while an agent runs is a warning and a documented fallback instead.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import threading
 import warnings
@@ -198,6 +199,10 @@ def configure(
         _check(
             (metrics_certfile is None) == (metrics_keyfile is None), "metrics_certfile and metrics_keyfile go together"
         )
+        _check(  # asking for client certificates without TLS would silently serve plain HTTP
+            metrics_certfile is not None or (metrics_client_cafile is None and not metrics_client_auth_required),
+            "metrics_client_cafile / metrics_client_auth_required need TLS: pass metrics_certfile and metrics_keyfile",
+        )
         parsed = {str(a): Objectives.parse(a, o) for a, o in (objectives or {}).items()}
 
         settings = Settings(
@@ -249,10 +254,11 @@ def configure(
             except OSError as exc:
                 if setup.processor is not None:
                     setup.processor.shutdown()
-                raise ValueError(
-                    f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc.strerror or exc} "
-                    "(port in use? pass another metrics_port, or metrics_port=None)"
-                ) from exc
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                    hint = "port in use or not allowed? pass another metrics_port/metrics_addr, or metrics_port=None"
+                else:  # e.g. a certificate file that cannot be read: name it, not the port
+                    hint = "check metrics_certfile, metrics_keyfile and metrics_client_cafile"
+                raise ValueError(f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc} ({hint})") from exc
         _state = state
         return state
 

@@ -504,7 +504,7 @@ class Execution:
                 self._state.drop(DropReason.USE_AFTER_END, "fail() on an execution that already ended")
                 return
             c = cause.value if isinstance(cause, FailureCause) else cause
-            if c not in _CAUSES:
+            if not isinstance(c, str) or c not in _CAUSES:  # unhashable must not raise
                 self._state.drop(
                     DropReason.UNKNOWN_CAUSE,
                     f"failure cause {cause!r} is not one of {sorted(_CAUSES)}; recorded as 'error'",
