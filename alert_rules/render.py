@@ -535,6 +535,8 @@ class AlertmanagerParams:
     """The Alertmanager configuration's knobs; the defaults are the committed file."""
 
     slack_api_url_file: str = "/etc/alertmanager/secrets/slack_webhook_url"
+    # A second webhook (another channel) for slack-critical; None: both receivers use the global one.
+    critical_slack_api_url_file: str | None = None
     templates: str = "templates/*.tmpl"  # relative paths resolve against the config file's folder
     group_wait: str = "30s"
     group_interval: str = "5m"
@@ -554,8 +556,9 @@ class AlertmanagerParams:
         return cls(**values)
 
 
-def _slack() -> dict[str, Any]:
+def _slack(api_url_file: str | None = None) -> dict[str, Any]:
     return {
+        **({"api_url_file": api_url_file} if api_url_file else {}),
         "send_resolved": True,
         "color": '{{ template "agent.slack.color" . }}',
         "title": '{{ template "agent.slack.title" . }}',
@@ -607,7 +610,7 @@ def render_alertmanager(params: AlertmanagerParams | None = None) -> str:
             },
         ],
         "receivers": [
-            {"name": "slack-critical", "slack_configs": [_slack()]},
+            {"name": "slack-critical", "slack_configs": [_slack(a.critical_slack_api_url_file)]},
             {"name": "slack-warning", "slack_configs": [_slack()]},
         ],
     }
