@@ -703,7 +703,7 @@ def overview() -> dict[str, Any]:
         "agent_exporter_dropped_total per minute by reason (label overflow, invalid scores, "
         "export failures...). 0 when the library had nothing to drop or correct.",
         [target(per_minute(agg(sc.LABEL_REASON, rate(sel(sc.EXPORTER_DROPPED.name))))
-                + " or vector(0)", "{{reason}}")],
+                + " or on() vector(0)", "{{reason}}")],  # on(): a 0 line only when nothing was dropped
         "opm", min_=0,
     ))  # fmt: skip
     return dashboard(
@@ -768,9 +768,15 @@ def trends() -> dict[str, Any]:
 
 
 def oldest_pending_age() -> str:
-    """Seconds the oldest pending execution has waited; 0 (not absent) when the gauge reads 0."""
+    """Seconds the oldest pending execution has waited; 0 (not absent) when nothing waits.
+
+    The oldest over every instance is the smallest timestamp (`min`, as AgentTasksStuckPending
+    uses). "Nothing waits" reads 0, or +Inf in multiprocess mode (livemin): both are filtered out
+    of the age and shown as 0 by the `count * 0` fallback (max * 0 would make +Inf a NaN).
+    """
     oldest = sel(sc.EXECUTION_PENDING_OLDEST.name, AGENT)
-    return f"time() - {agg(AGENT_REASON, oldest + ' > 0', 'max')} or {agg(AGENT_REASON, oldest, 'max')} * 0"
+    waiting = f"{oldest} > 0 < +Inf"
+    return f"time() - {agg(AGENT_REASON, waiting, 'min')} or {agg(AGENT_REASON, oldest, 'count')} * 0"
 
 
 def runtime() -> dict[str, Any]:
