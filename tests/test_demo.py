@@ -248,6 +248,7 @@ def test_each_scenario_makes_its_alert_fire(
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the metrics server does: TIME_WAIT is fine
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -282,3 +283,39 @@ def test_readme_main_command_serves_metrics(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         code = proc.wait(timeout=10)
     assert code == 0
+
+
+# --------------------------------------------------------------------------- traces
+
+
+def test_demo_exports_traces_with_approvals_resumed_in_the_same_trace(
+    demo: Callable[..., Demo], otlp_receiver: Any
+) -> None:
+    """Over OTLP: every agent's executions, steps and tool calls; a suspended invoice resumes in its trace."""
+    d = demo("--otlp-endpoint", otlp_receiver.url, "--rate", "30", "--speed", "100", "--duration", "20")
+
+    def resumed_trace() -> bool:
+        spans = otlp_receiver.spans()
+        by_trace: dict[str, list[Any]] = {}
+        for s in spans:
+            if s.name == "invoke_workflow invoice":
+                by_trace.setdefault(s.trace_id, []).append(s)
+        return any(
+            len(parts) == 2 and any(e.name == "resumed" for p in parts for e in p.events) for parts in by_trace.values()
+        )
+
+    otlp_receiver.wait_for_spans(lambda _: resumed_trace(), timeout=15)
+    spans = otlp_receiver.spans()
+    names = {s.name for s in spans}
+    assert {f"invoke_workflow {a}" for a in ("invoice", "support-email", "daily-report")} <= names
+    assert {"Extract the Required Information from the Invoice", "Update the CRM", "Draft the Reply"} <= names
+    by_id = {s.span_id: s for s in spans}
+    crm_calls = [s for s in spans if s.name == "execute_tool salesforce"]
+    parents = {by_id[c.parent_span_id].name for c in crm_calls if c.parent_span_id in by_id}
+    assert crm_calls and parents == {"Update the CRM"}
+    crm_inputs = [s.attributes.get("task.step.input", "") for s in spans if s.name == "Update the CRM"]
+    assert crm_inputs and not any("sk-demo" in str(i) for i in crm_inputs)  # the library masks secrets
+    assert any(e.name == "task.branch.decision" for s in spans for e in s.events)
+    assert any(e.name == "gen_ai.evaluation.result" for s in spans for e in s.events)
+    assert d.stop() == 0
+    assert otlp_receiver.bad_requests == []
