@@ -326,6 +326,7 @@ class PrometheusServer(_ServerProcess):
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address={self.address}",
+            f"--web.external-url=http://{self.address}",  # alert links name 127.0.0.1, not the host
             "--enable-feature=exemplar-storage",
             "--web.enable-lifecycle",
             *self.extra_args,
