@@ -146,9 +146,16 @@ class BoundedSpanProcessor(SpanProcessor):
         self._wake.set()
         if self._pid == os.getpid():
             self._thread.join(self._shutdown_timeout)
-        if self._queue:
-            left = len(self._queue)
-            self._queue.clear()
+        # Pop one by one: a worker still draining may pop concurrently, and each span must be
+        # counted by exactly one of us (len() then clear() could count a span twice).
+        left = 0
+        while True:
+            try:
+                self._queue.popleft()
+            except IndexError:
+                break
+            left += 1
+        if left:
             self._on_drop(DropReason.EXPORT_FAILURE, f"{left} spans not exported before shutdown deadline", left)
         try:
             self.exporter.shutdown()
