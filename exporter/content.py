@@ -46,6 +46,23 @@ SECRET_VALUE_PATTERN = re.compile(
     r"|(?<=://)[^\s:/@\"']+:[^\s@/\"']+(?=@)"  # user:password in a URL (DSNs)
     r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # bare JWTs
 )
+# One group per alternative above, in order: lowercase substrings at least one of which every
+# match of that alternative contains. ASCII text whose lowercase holds none of them cannot
+# match, so it skips SECRET_VALUE_PATTERN (about 10x cheaper; most captured strings are such).
+# A test checks there is one group per alternative: add a group when adding an alternative.
+SECRET_VALUE_HINTS: tuple[tuple[str, ...], ...] = (
+    ("hooks.slack.com",),
+    ("xox",),
+    ("k-",),
+    ("akia",),
+    ("gh",),
+    ("bearer", "basic"),
+    ("-----begin",),
+    ("passw", "secret", "token", "api"),
+    ("://",),
+    ("eyj",),
+)
+_SECRET_HINT = re.compile("|".join(re.escape(h) for group in SECRET_VALUE_HINTS for h in group))
 
 
 @dataclass
@@ -61,6 +78,8 @@ class CaptureReport:
 
 def mask_secrets_in_text(text: str) -> tuple[str, int]:
     """Replace secret-looking substrings; returns the text and how many were masked."""
+    if text.isascii() and _SECRET_HINT.search(text.lower()) is None:
+        return text, 0  # (non-ASCII text always takes the full pattern: Unicode case folding)
     return SECRET_VALUE_PATTERN.subn(MASK, text)
 
 
@@ -89,6 +108,25 @@ def clean_text(obj: Any, limit: int = 1024) -> str:
         text = f"<unprintable {type(obj).__name__}>"
     text = mask_secrets_in_text(text[: limit + 8192])[0]
     return valid_utf8(text[:limit])
+
+
+_KEY_CACHE_MAX = 4096  # distinct keys remembered; past it, keys are checked each time
+_KEY_CACHE_LEN = 128  # longer keys are not remembered
+_key_cache: dict[str, tuple[str, int, bool]] = {}
+
+
+def _clean_key(key: str) -> tuple[str, int, bool]:
+    """A mapping key with secrets masked, how many were, and whether its value is a secret.
+
+    Remembered per key: keys are the payloads' schema and repeat from one execution to the next.
+    """
+    hit = _key_cache.get(key)
+    if hit is None:
+        masked, n = mask_secrets_in_text(key)
+        hit = (masked, n, SECRET_KEY_PATTERN.search(masked) is not None)
+        if len(key) <= _KEY_CACHE_LEN and len(_key_cache) < _KEY_CACHE_MAX:
+            _key_cache[key] = hit
+    return hit
 
 
 def to_jsonable(obj: Any, report: CaptureReport) -> Any:
@@ -125,9 +163,9 @@ def _walk(obj: Any, report: CaptureReport, depth: int, seen: set[int]) -> Any:
                     out["<more>"] = f"{len(obj) - _MAX_ITEMS} more items"
                     break
                 key = k if isinstance(k, str) else _safe_repr(k, report)
-                key, n = mask_secrets_in_text(key)
+                key, n, secret = _clean_key(key)
                 report.masked += n
-                if SECRET_KEY_PATTERN.search(key):
+                if secret:
                     out[key] = MASK
                     report.masked += 1
                 else:
