@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
+import logging
 import os
 import random
 import signal
@@ -85,6 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _configure_logging(fmt: str) -> None:
+    # The library's own rate-limited warnings go through the standard logging module.
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stdout, format="%(asctime)s [%(levelname)-8s] %(name)s: %(message)s"
+    )
     renderer: Any = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
