@@ -113,12 +113,30 @@ def test_demo_rejects_an_unknown_scenario() -> None:
 # --------------------------------------------------------------------------- acceptance 2
 
 
+def short_rules(tmp_path: Path) -> Path:
+    """The shipped rules rendered with 1-minute windows, `for: 0s` and 1 s evaluation."""
+    from alert_rules.render import Params, render_rules
+
+    rules = tmp_path / "agent-rules.yml"
+    rules.write_text(render_rules(Params.short(window="1m", for_="0s", min_executions=5, interval="1s")))
+    return rules
+
+
+# Alerts the healthy workload must not raise (the scenario ones whose baseline is far from objective).
+QUIET = [
+    ("AgentToolErrorRateHigh", {"agent": "invoice", "tool": "salesforce"}),
+    ("AgentRuntimeHigh", {"agent": "invoice"}),
+    ("AgentEvaluationScoreLow", {"agent": "support-email"}),
+    ("AgentTasksStuckPending", {"agent": "invoice"}),
+]
+
+
 def test_demo_fills_every_contract_metric_through_the_stacks_scrape_config(
-    demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer]
+    demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
 ) -> None:
     """The default workload, scraped with the stack's own job, gives every metric of the contract."""
     d = demo("--rate", "25", "--speed", "100", "--duration", "60", "--progress-interval", "2")
-    prom = prometheus_factory(compose_prometheus_config({"demo": d.port}))
+    prom = prometheus_factory(compose_prometheus_config({"demo": d.port}), rule_files=[short_rules(tmp_path)])
     targets = prom.wait_for(lambda: [t for t in prom.targets() if t["health"] == "up"], 15)
     assert [t["labels"]["job"] for t in targets] == [semconv.SCRAPE_JOB]
 
@@ -158,6 +176,11 @@ def test_demo_fills_every_contract_metric_through_the_stacks_scrape_config(
     now = time.time()
     exemplars = prom.query_exemplars("agent_execution_duration_seconds_bucket", now - 120, now)
     assert any(len(e["labels"].get("trace_id", "")) == 32 for s in exemplars for e in s["exemplars"])
+    # The healthy workload, with the same short rules the scenarios fire, stays quiet on them.
+    assert prom.query("agent:agent_execution_completion:ratio_rate1m"), "recording rules not evaluated yet"
+    firing = _firing(prom)
+    for alert, labels in QUIET:
+        assert not [f for f in firing if _matches(f, alert, labels)], f"{alert} {labels} fired without a scenario"
     assert d.stop() == 0
     out = d.output()
     assert "progress" in out and "stopped" in out
@@ -212,10 +235,7 @@ def test_each_scenario_makes_its_alert_fire(
     demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
 ) -> None:
     """All scenarios at once (each hits its own agent) against the shipped rules with short windows."""
-    from alert_rules.render import Params, render_rules
-
-    rules = tmp_path / "agent-rules.yml"
-    rules.write_text(render_rules(Params.short(window="1m", for_="0s", min_executions=5, interval="1s")))
+    rules = short_rules(tmp_path)
     d = demo("--scenario", "all", "--rate", "30", "--speed", "100", "--duration", "90", "--progress-interval", "5")
     prom = prometheus_factory(compose_prometheus_config({"demo": d.port}), rule_files=[rules])
     wanted = [(s, a, w) for s, pairs in INTENDED.items() for a, w in pairs]

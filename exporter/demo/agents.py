@@ -186,7 +186,7 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
                 latency = _lognormal(rng, 8.0, 0.35) * (8.0 if sim.active("slow-step") else 1.0)
                 if rng.random() < 0.002:
                     latency = 400.0  # the model hangs: the library's max_duration fails it (timeout)
-                _tool(step, sim, "custom_gpt", latency, error=0.01, timeout=0.002, rng=rng,
+                _tool(step, sim, "custom_gpt", latency, error=0.005, timeout=0.002, rng=rng,
                       message="custom_gpt returned malformed JSON")  # fmt: skip
                 if run.ended:
                     return run
@@ -195,7 +195,7 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
                 step.evaluate("extraction_accuracy", score=accuracy, explanation="fields matched against the scan")
                 if accuracy < 0.80:
                     step.flag_for_review(f"extraction accuracy {accuracy:.2f}: a human should check the fields")
-                has_po = rng.random() > 0.008
+                has_po = rng.random() > 0.005
                 po = f"PO-{rng.randint(10000, 99999)}" if has_po else None
                 step.record_output(
                     {"invoice_number": number, "vendor": vendor, "total": amount, "currency": "USD", "po_number": po}
@@ -204,7 +204,7 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
                     raise exporter.MissingData(f"invoice {number} has no purchase order number")
             with run.step("Validate") as step:
                 sim.sleep(_lognormal(rng, 0.8, 0.4))
-                totals_ok = rng.random() > 0.015
+                totals_ok = rng.random() > 0.01
                 step.evaluate("totals_match_line_items", passed=totals_ok)
                 if not totals_ok:
                     raise exporter.ValidationFailure(f"total {amount:.2f} does not match the line items")
@@ -224,7 +224,7 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
                     reason=f"amount {amount:.2f} USD is {where} the limit",
                 )
             if human:
-                approval_time = _lognormal(rng, 180.0, 0.7)  # a few minutes
+                approval_time = min(_lognormal(rng, 180.0, 0.7), 600.0)  # a few minutes, 10 at most
                 if sim.active("approval-backlog"):
                     approval_time *= 15
                 if rng.random() < 0.3 and sim.approvals is not None:
@@ -305,7 +305,7 @@ def support_email(sim: Sim, rng: random.Random, n: int) -> Any:
                 step.record_usage(input_tokens=rng.randint(2000, 6000), output_tokens=rng.randint(200, 700))
                 quality = _score(rng, 0.55 if sim.active("falling-scores") else 0.90, 0.06)
                 step.evaluate("reply_quality", score=quality, explanation="LLM judge against the support rubric")
-                polite = rng.random() > 0.02
+                polite = rng.random() > 0.015
                 step.evaluate("tone_policy", passed=polite)
                 if quality < 0.7:
                     step.flag_for_review(f"reply quality {quality:.2f}")
@@ -334,17 +334,17 @@ def daily_report(sim: Sim, rng: random.Random, n: int) -> Any:
         try:
             failing = sim.active("failing-agent")
             with run.step("Query the Data Warehouse", tool="bigquery") as step:
-                _tool(step, sim, "bigquery", _lognormal(rng, 25.0, 0.5), error=0.01, timeout=0.003, rng=rng)
+                _tool(step, sim, "bigquery", _lognormal(rng, 25.0, 0.5), error=0.005, timeout=0.002, rng=rng)
                 rows = rng.randint(200, 20000)
                 step.record_output({"team": team, "rows": rows})
-                if rng.random() < (0.8 if failing else 0.01):
+                if rng.random() < (0.8 if failing else 0.005):
                     raise exporter.MissingData(f"yesterday's partition for {team} is not loaded")
             with run.step("Summarise the Metrics", tool="custom_gpt") as step:
-                _tool(step, sim, "custom_gpt", _lognormal(rng, 20.0, 0.4), error=0.005, rng=rng)
+                _tool(step, sim, "custom_gpt", _lognormal(rng, 20.0, 0.4), error=0.003, rng=rng)
                 step.record_usage(input_tokens=rng.randint(3000, 9000), output_tokens=rng.randint(300, 900))
                 step.evaluate("summary_faithfulness", score=_score(rng, 0.92, 0.04))
             with run.step("Post to Slack", tool="slack") as step:
-                _tool(step, sim, "slack", _lognormal(rng, 0.4, 0.3), error=0.01, rng=rng)
+                _tool(step, sim, "slack", _lognormal(rng, 0.4, 0.3), error=0.005, rng=rng)
         except Stopping:
             _cancel(run, "demo stopped")
     return run
