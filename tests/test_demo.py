@@ -103,6 +103,17 @@ def demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
             d.proc.wait(5)
 
 
+def test_demo_help_lists_every_scenario_and_its_alert() -> None:
+    """`agent-exporter demo --help` names each scenario and the alert it provokes."""
+    env = dict(os.environ, COLUMNS="1000")  # no wrapping inside hyphenated names
+    done = subprocess.run([*CLI, "demo", "--help"], capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    for name, (_, alert, _) in SCENARIOS.items():
+        assert name in text and alert in text
+    assert "default 9464" in text
+
+
 def test_demo_rejects_an_unknown_scenario() -> None:
     """A typo in --scenario is an argparse error naming the known scenarios."""
     done = subprocess.run([*CLI, "demo", "--scenario", "slow-stpe"], capture_output=True, text=True, timeout=30)

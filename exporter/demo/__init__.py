@@ -50,7 +50,7 @@ def _positive(value: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    scen = "; ".join(f"{k}: {d} ({a})" for k, (d, a, _) in SCENARIOS.items())
+    scen = "; ".join(f"{k}: {d} ({a})" for k, (d, a, _) in SCENARIOS.items()).replace("%", "%%")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for /metrics (default {DEFAULT_PORT})")
     p.add_argument(
         "--addr", default="127.0.0.1", help="bind address for /metrics (default 127.0.0.1; 0.0.0.0 in Docker)"
