@@ -277,3 +277,17 @@ def test_dockerfile_installs_the_package_the_way_the_readme_does() -> None:
     ignore = (ROOT / ".dockerignore").read_text()
     for needed in ("pyproject.toml", "README.md", "exporter/"):
         assert f"!{needed}" in ignore
+
+
+def test_collector_profile_forwards_to_jaeger() -> None:
+    """The collector's config (mounted where its command reads it) defines what its pipeline uses."""
+    service = compose()["services"]["otel-collector"]
+    path = service["command"][0].split("=", 1)[1]
+    config = yaml.safe_load(host_path("otel-collector", path).read_text())
+    pipeline = config["service"]["pipelines"]["traces"]
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) <= set(config[kind]), kind
+    assert set(config["service"]["extensions"]) <= set(config["extensions"])
+    endpoints = {e["endpoint"] for e in config["exporters"].values()}
+    assert endpoints == {"jaeger:4317"}
+    assert "memory_limiter" in pipeline["processors"] and "batch" in pipeline["processors"]
