@@ -57,14 +57,15 @@ def compose_prometheus_config(hosts: dict[str, int]) -> dict[str, Any]:
 class Demo:
     """`agent-exporter demo` as a subprocess in its own process group, output kept in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str, name: str = "demo", cmd: list[str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, *args: str, name: str = "demo", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log = tmp_path / f"{name}.log"
-        argv = (cmd or [*CLI, "demo"]) + ["--port", str(self.port), *args]
+        argv = [*CLI, "demo", "--port", str(self.port), *args]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 argv, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT="", OTEL_TRACES_EXPORTER="none"),
+                env={**environ, **(env or {})},
             )  # fmt: skip
 
     def metrics(self) -> str:
@@ -362,3 +363,13 @@ def test_demo_exports_traces_with_approvals_resumed_in_the_same_trace(
     assert any(e.name == "gen_ai.evaluation.result" for s in spans for e in s.events)
     assert d.stop() == 0
     assert otlp_receiver.bad_requests == []
+
+
+def test_demo_exports_traces_to_the_endpoint_in_the_environment(demo: Callable[..., Demo], otlp_receiver: Any) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT alone (as in the compose stack) sends the traces there."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.url}
+    d = demo("--rate", "20", "--speed", "100", "--duration", "20", env=env)
+    spans = otlp_receiver.wait_for_spans(lambda ss: any(s.name.startswith("invoke_workflow") for s in ss), timeout=10)
+    assert {s.resource_attributes.get("service.name") for s in spans} == {"agent-exporter-demo"}
+    assert otlp_receiver.url in d.output()  # the start line says where traces go
+    assert d.stop() == 0
