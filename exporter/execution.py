@@ -84,6 +84,21 @@ def _record_exception(span: Any, exc: BaseException) -> None:
     )
 
 
+def _restore_context(var: ContextVar[Any] | None, cv_token: Any, otel_token: Any) -> None:
+    """Undo what enter attached. A token made in another context (an exit in another thread or
+    task) cannot be reset there; that is the caller's business, not an error to raise."""
+    if var is not None and cv_token is not None:
+        try:
+            var.reset(cv_token)
+        except Exception:  # noqa: BLE001
+            pass
+    if otel_token is not None:
+        try:
+            otel_context.detach(otel_token)
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def _hex_ids(span: trace.Span) -> tuple[str | None, str | None]:
     ctx = span.get_span_context()
     if not ctx.is_valid:
@@ -408,16 +423,7 @@ class Execution:
     def _detach(self) -> None:
         cv, otel = self._cv_token, self._otel_token
         self._cv_token = self._otel_token = None
-        if cv is not None:
-            try:
-                _current_execution.reset(cv)
-            except Exception:  # noqa: BLE001 - a token from another context (thread / task)
-                pass
-        if otel is not None:
-            try:
-                otel_context.detach(otel)
-            except Exception:  # noqa: BLE001
-                pass
+        _restore_context(_current_execution, cv, otel)
 
     def _finish(self, status: str, cause: str | None, message: str | None, exc: BaseException | None) -> bool:
         with self._lock:
@@ -682,14 +688,7 @@ class Step:
         finally:
             tokens, self._tokens = self._tokens, []
             if tokens:
-                try:
-                    _current_step.reset(tokens[1])
-                except Exception:  # noqa: BLE001 - reset from another context
-                    pass
-                try:
-                    otel_context.detach(tokens[0])
-                except Exception:  # noqa: BLE001
-                    pass
+                _restore_context(_current_step, tokens[1], tokens[0])
         return False
 
     async def __aenter__(self) -> Step:
@@ -966,11 +965,8 @@ class ToolCall:
             _internal(self.step.run._state, "tool_call exit", err)
         finally:
             self._span = None
-            if self._token is not None:
-                try:
-                    otel_context.detach(self._token)
-                except Exception:  # noqa: BLE001
-                    pass
+            token, self._token = self._token, None
+            _restore_context(None, None, token)
         return False
 
     async def __aenter__(self) -> ToolCall:
