@@ -1,0 +1,53 @@
+"""The benchmark command keeps working (a smoke run at tiny sizes; nothing here is timed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SECTIONS = (
+    "## Targets",
+    "## 1. Per-execution overhead",
+    "## 2. A peer: OpenLLMetry (traceloop-sdk)",
+    "## 3. Backend down or slow",
+    "## 4. Memory",
+    "## 5. Exposition",
+    "## 6. Concurrency",
+)
+
+
+@pytest.mark.timeout(240)
+def test_smoke_run_prints_and_writes_every_section(tmp_path: Path) -> None:
+    """`python3 -m benchmarks --smoke` exits 0 and prints and writes a table for every section."""
+    out = tmp_path / "performance.md"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--output", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = out.read_text()
+    for text in (proc.stdout, doc):
+        for heading in SECTIONS:
+            assert heading in text
+    assert "CPU:" in doc and "Python:" in doc and "Date:" in doc
+    for row in (
+        "**agent-exporter**",
+        "| agent-exporter | down |",
+        "| agent-exporter | slow |",
+        "threads × 8",
+        "asyncio",
+    ):
+        assert row in doc
+    # every section has a table
+    assert doc.count("|---|") >= len(SECTIONS)
