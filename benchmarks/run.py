@@ -758,6 +758,12 @@ def _scrape(p: Profile, sec: Section) -> str:
         f"{ups:.0f} of {scrapes:.0f} scrapes up, {samples:,.0f} samples per scrape; non-zero "
         f"`prometheus_target_scrapes_*` counters (sample limit, body size, out of order, duplicates, …): {bad}. "
         f"{'No scrape errors.' if ok else 'SCRAPE ERRORS — see above.'}"
+        + (
+            f" The slowest scrape ({dur_max * 1000:.0f} ms) came close to the 1 s scrape timeout: the "
+            "/metrics thread shares the GIL with the agent's executions and the span export."
+            if dur_max > 0.8
+            else ""
+        )
     )
 
 
