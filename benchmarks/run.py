@@ -1,7 +1,7 @@
 """Run every benchmark, print the tables, write docs/performance.md.
 
     python3 -m benchmarks             # everything, about 5-8 minutes
-    python3 -m benchmarks --quick     # smaller sizes, about 2 minutes
+    python3 -m benchmarks --quick     # smaller sizes, about 2 minutes; ratios swing more (seen: 1.3x once)
     python3 -m benchmarks --million   # also RSS after 1M executions (adds ~10 minutes)
     python3 -m benchmarks --smoke     # tiny sizes, no Prometheus, no peer: checks it all runs
 
@@ -942,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="smaller sizes (about 2 minutes)")
+    g.add_argument("--quick", action="store_true", help="smaller sizes (about 2 minutes; noisier ratios)")
     g.add_argument("--smoke", action="store_true", help="tiny sizes, no Prometheus, no peer (seconds)")
     ap.add_argument("--million", action="store_true", help="also measure RSS after 1,000,000 executions")
     ap.add_argument("--no-peer", action="store_true", help="skip OpenLLMetry (and its venv install)")
