@@ -2,7 +2,7 @@
 
     python3 -m benchmarks             # everything, about 5-8 minutes
     python3 -m benchmarks --quick     # smaller sizes, about 2 minutes; ratios swing more (seen: 1.3x once)
-    python3 -m benchmarks --million   # also RSS after 1M executions (adds ~10 minutes)
+    python3 -m benchmarks --million   # also RSS after 1M executions (adds ~15-18 minutes here)
     python3 -m benchmarks --smoke     # tiny sizes, no Prometheus, no peer: checks it all runs
 
 Timings are medians of repeated samples; variants that are compared are interleaved within one
