@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from exporter.tracing import DEFAULT_SHUTDOWN_TIMEOUT
+
 
 def rss_mib() -> float:
     with open("/proc/self/status") as f:
@@ -129,7 +131,9 @@ def main() -> None:
     o.add_argument("--warmup", type=int, default=3)
     o.add_argument("--pause", type=float, default=0.0)
     o.add_argument("--shutdown", action="store_true", help="call shutdown() before exiting")
-    o.add_argument("--shutdown-timeout", type=float, default=2.0, help="configure(shutdown_timeout=...)")
+    o.add_argument(
+        "--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT, help="configure(shutdown_timeout=...)"
+    )
     o.add_argument("--flush", action="store_true", help="flush after each batch; report CPU incl. export")
     o.add_argument("--capture", action="store_true", help="record_input/record_output in every step")
     m = sub.add_parser("memory")

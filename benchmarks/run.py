@@ -431,7 +431,7 @@ def section_backend(p: Profile, targets: list[Target]) -> Section:
         "the exporter keeps up); medians. *Agent thread* is its wall time and its own CPU time "
         "(`time.thread_time`, less sensitive to other processes on a shared machine). *Exit*: a fresh "
         "process runs the same load, then exits the ordinary way without calling `shutdown()`; the time "
-        "from the end of its work to the end of the process (`shutdown_timeout=2.0` unless said). Paced "
+        "from the end of its work to the end of the process (default `shutdown_timeout`, 1.5 s, unless said). Paced "
         "samples start after a pause, so their absolute µs are higher than section 1's; compare within "
         "this table.",
         [
@@ -466,7 +466,7 @@ def section_backend(p: Profile, targets: list[Target]) -> Section:
             for _ in range(2 if p.backend_handwritten else 1):
                 _, exit_s, _ = _child_json([*child, "--endpoint", url])
                 exits.setdefault(mode, []).append(exit_s if exit_s is not None else float("nan"))
-        _, exit_short, _ = _child_json([*child, "--endpoint", down_url, "--shutdown-timeout", "1.5"])
+        _, exit_short, _ = _child_json([*child, "--endpoint", down_url, "--shutdown-timeout", "1.0"])
         hw: dict[str, float | None] = {}
         if p.backend_handwritten:
             for mode, url in urls.items():
@@ -495,7 +495,7 @@ def section_backend(p: Profile, targets: list[Target]) -> Section:
             ]
         )
     short = f"{exit_short:.2f} s" if exit_short is not None else "?"
-    sec.rows.append(["agent-exporter, shutdown_timeout=1.5", "down", "—", "—", short, "—"])
+    sec.rows.append(["agent-exporter, shutdown_timeout=1.0", "down", "—", "—", short, "—"])
     for mode, ex in hw.items():
         sec.rows.append(["hand-written bare SDK", mode, "—", "—", f"{ex:.2f} s" if ex is not None else "killed", "—"])
     per_round = (p.backend_rounds + 2) * p.batch
@@ -505,7 +505,7 @@ def section_backend(p: Profile, targets: list[Target]) -> Section:
         '(`agent_exporter_dropped_total{reason="export_queue_full"}`, about 1.7 µs each on the agent\'s '
         "thread).",
         "At exit the SDK TracerProvider's atexit hook shuts down agent-exporter's span processor, which "
-        "gives queued spans at most `shutdown_timeout` (2.0 s) and then drops and counts them; with a "
+        "gives queued spans at most `shutdown_timeout` (default 1.5 s) and then drops and counts them; with a "
         "backend that does not answer, that whole deadline is spent waiting, plus the interpreter's own "
         "teardown.",
     ]
@@ -914,8 +914,8 @@ def _machine() -> list[str]:
 CAUSES = {
     "Process exit with backend down or slow": (
         "Exit: with a backend that never answers, exit waits the whole `shutdown_timeout` (default "
-        "2.0 s) for queued spans and then drops and counts them; the interpreter's own teardown adds "
-        "0.05-0.2 s. The bound is the setting: `configure(shutdown_timeout=1.5)` exits in about 1.6 s "
+        "1.5 s) for queued spans and then drops and counts them; the interpreter's own teardown adds "
+        "0.05-0.2 s. The bound is the setting: `configure(shutdown_timeout=1.0)` exits sooner "
         "(row in section 3). The bare SDK takes 30 s here."
     ),
     "/metrics at 10k series": (

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import exporter
 from exporter import semconv as sc
+from exporter.tracing import DEFAULT_SHUTDOWN_TIMEOUT
 
 from .shape import AGENT, EVALUATION, MIN_SCORE, SCORE, STEP_INPUT, STEP_OUTPUT, STEPS, TOKENS_IN, TOKENS_OUT, TRIGGER
 
@@ -209,7 +210,7 @@ def configure_library(endpoint: str | None, **kw: Any) -> Any:
         "capture_content": True,
         "log_level": "off",
         "set_global_tracer_provider": False,
-        "shutdown_timeout": 2.0,
+        "shutdown_timeout": DEFAULT_SHUTDOWN_TIMEOUT,
         "tracing": True,
     }
     options.update(kw)

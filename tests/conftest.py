@@ -1,8 +1,10 @@
-pytest_plugins = ["tests.servers"]
+"""Shared fixtures: the real-server harness, and a library reset around every test."""
 
 import pytest
 
 import exporter
+
+pytest_plugins = ["tests.servers"]
 
 
 @pytest.fixture(autouse=True)

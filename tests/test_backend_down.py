@@ -3,7 +3,7 @@
 Executions must not wait on export (the span worker does, on its own thread, with a timeout);
 undelivered spans are counted in `agent_exporter_dropped_total{reason="export_failure"}`; and a
 process that exits without calling `exporter.shutdown()` is held at most by the library's
-shutdown timeout (2 s by default), not by the SDK's 30 s export timeout and retries.
+shutdown timeout (1.5 s by default), not by the SDK's 30 s export timeout and retries.
 The time bounds are loose sanity bounds (an order of magnitude over what is measured here).
 """
 

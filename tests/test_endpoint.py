@@ -119,7 +119,11 @@ def test_port_in_use_is_a_clear_value_error() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ValueError, match=rf"127\.0\.0\.1:{port}.*in use"):
             exporter.configure(
-                "endpoint", metrics_port=port, metrics_addr="127.0.0.1", registry=testing.fresh_registry(), tracing=False
+                "endpoint",
+                metrics_port=port,
+                metrics_addr="127.0.0.1",
+                registry=testing.fresh_registry(),
+                tracing=False,
             )
     assert exporter.registry() is None
     serve(metrics_addr="127.0.0.1")  # and configuring again on a free port works

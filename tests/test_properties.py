@@ -54,9 +54,7 @@ SCORES = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, -0.1, 1.5, 95, 100, 101, 10**400, True, "0.5", "abc", None]),
     st.floats(0, 1),
 )
-TOKENS = st.one_of(
-    st.integers(-5, 10**6), st.sampled_from([None, -1, 1.5, math.nan, math.inf, "12", 10**400, True])
-)
+TOKENS = st.one_of(st.integers(-5, 10**6), st.sampled_from([None, -1, 1.5, math.nan, math.inf, "12", 10**400, True]))
 
 
 class Unserialisable:
@@ -160,10 +158,18 @@ def test_hostile_names_and_scores_are_counted_and_exposition_parses(
                 assert dropped(cap, "invalid_usage") >= 1
         assert dropped(cap, "internal_error") == 0
         clean = not any(name_is_bad(n) for n in (agent, trigger, step, tool, path, evaluation))
-        if clean and not score_is_bad(score) and isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+        if (
+            clean
+            and not score_is_bad(score)
+            and isinstance(tokens, int)
+            and not isinstance(tokens, bool)
+            and tokens >= 0
+        ):
             # overflow past 5 distinct values per label cannot happen with one of each
             assert dropped(cap) == 0, "clean input must not be counted as dropped"
-        assert cap.value("agent_executions_finished_total", agent=run.agent, trigger=run.trigger, status="completed") == 1
+        assert (
+            cap.value("agent_executions_finished_total", agent=run.agent, trigger=run.trigger, status="completed") == 1
+        )
         assert cap.value("agent_executions_in_progress", agent=run.agent) == 0
 
 
@@ -231,13 +237,31 @@ BAD_CARRIERS = st.one_of(
 @given(
     ops=st.lists(OPS, min_size=1, max_size=12),
     pending=st.sampled_from([None, "queued", "approval", "bogus"]),
-    corrupt=st.lists(st.tuples(st.sampled_from(["traceparent", "v", "active", "steps", "reason", "tokens_in",
-                                                "agent", "suspended_at", "started", "score_n"]),
-                               st.one_of(st.none(), TEXT, st.integers(), st.floats(), st.booleans())), max_size=3),
+    corrupt=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "traceparent",
+                    "v",
+                    "active",
+                    "steps",
+                    "reason",
+                    "tokens_in",
+                    "agent",
+                    "suspended_at",
+                    "started",
+                    "score_n",
+                ]
+            ),
+            st.one_of(st.none(), TEXT, st.integers(), st.floats(), st.booleans()),
+        ),
+        max_size=3,
+    ),
     bad_carrier=BAD_CARRIERS,
 )
-def test_any_call_order_keeps_the_books_balanced(ops: list[str], pending: str | None, corrupt: list[Any],
-                                                 bad_carrier: Any) -> None:
+def test_any_call_order_keeps_the_books_balanced(
+    ops: list[str], pending: str | None, corrupt: list[Any], bad_carrier: Any
+) -> None:
     """Odd call orders, double ends, suspend/resume with forged carriers: no raise, sums hold."""
     with testing.capture() as cap:
         carriers: list[dict[str, Any]] = []

@@ -20,11 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import exporter
 from exporter import testing
-from tests.servers import PrometheusServer, free_port, wait_until
+from tests.servers import PrometheusServer, free_port
 
 SOAK_SECONDS = float(os.environ.get("AGENT_EXPORTER_SOAK_SECONDS", "20"))
 THREADS = 4
