@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from . import semconv as sc
 from .content import DEFAULT_MAX_BYTES, Redactor
+from .exposition import make_metrics_app, start_metrics_server
 from .logs import RateLimitedWarnings, get_logger
 from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
 from .semconv import DropReason, StepStatus
@@ -242,7 +243,7 @@ def configure(
         state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
         if metrics_port is not None:
             try:
-                state.server, state.server_thread = start_http_server(
+                state.server, state.server_thread = start_metrics_server(
                     metrics_port,
                     addr=metrics_addr,
                     registry=_serving_registry(metrics.registry),
@@ -275,12 +276,13 @@ def _serving_registry(registry: CollectorRegistry) -> CollectorRegistry:
 
 
 def metrics_app() -> Callable[..., Any]:
-    """A WSGI app serving /metrics (text or OpenMetrics, by the scraper's Accept header)."""
-    from prometheus_client import make_wsgi_app
+    """A WSGI app serving /metrics (text or OpenMetrics, by the scraper's Accept header).
 
+    prometheus_client's `make_wsgi_app`, with OpenMetrics rendered by `exposition.generate_openmetrics`
+    (same bytes, faster)."""
     state = _state
     registry = _serving_registry(state.metrics.registry) if state else CollectorRegistry()
-    return make_wsgi_app(registry)
+    return make_metrics_app(registry)
 
 
 def registry() -> CollectorRegistry | None:
