@@ -146,8 +146,6 @@ class _Watchdog:
                 run = ref()
                 if run is not None:
                     run._timeout_from_watchdog()
-                else:
-                    pass
 
 
 _watchdog = _Watchdog()
