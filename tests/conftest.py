@@ -1,8 +1,17 @@
 """Shared fixtures: the real-server harness, and a library reset around every test."""
 
+import os
+
 import pytest
+from hypothesis import settings
 
 import exporter
+
+# In CI the property tests replay the same examples every run (a failure there is reproducible);
+# on a developer's machine they explore new ones each time.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 pytest_plugins = ["tests.servers"]
 
