@@ -237,6 +237,8 @@ class Execution:
         self.max_duration = md
         self.status = sc.ExecutionStatus.PENDING.value if pending else sc.ExecutionStatus.IN_PROGRESS.value
         self.trace_id: str | None = None
+        # The exemplar labels of every observation this execution makes: built once, shared.
+        self.exemplar: dict[str, str] | None = None
         self.span_id: str | None = None
         self._pending_reason = self._clean_reason(pending) if pending else None
         self._phase = _CREATED
@@ -332,6 +334,8 @@ class Execution:
             sc.SPAN_EXECUTION.format(agent=self.agent), context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
         self.trace_id, self.span_id = _hex_ids(span)
+        # prometheus_client drops exemplars in multiprocess mode: do not build them there.
+        self.exemplar = exemplar_of(self.trace_id) if st.metrics.exemplars else None
         self._ctx = trace.set_span_in_context(span, parent)
         self._otel_token = otel_context.attach(self._ctx)
         self._cv_token = _current_execution.set(self)
@@ -358,7 +362,7 @@ class Execution:
         self._pending_reason = reason
         self._span.add_event(sc.EVENT_RESUMED, {sc.ATTR_PENDING_REASON: reason, sc.ATTR_PENDING_SECONDS: waited})
         m = self._state.metrics
-        m.child(sc.EXECUTION_PENDING_DURATION, self.agent, reason).observe(waited, exemplar_of(self.trace_id))
+        m.child(sc.EXECUTION_PENDING_DURATION, self.agent, reason).observe(waited, self.exemplar)
         self._pending_reason = None
         self._start_running(resumed=True)
         self._log(_INFO, sc.LOG_EXECUTION_RESUMED, reason=reason, pending_seconds=round(waited, 3))
@@ -390,7 +394,7 @@ class Execution:
         waited = max(0.0, time.time() - self._pending_since)
         m = self._state.metrics
         m.pending_remove(self.agent, reason, id(self))
-        m.child(sc.EXECUTION_PENDING_DURATION, self.agent, reason).observe(waited, exemplar_of(self.trace_id))
+        m.child(sc.EXECUTION_PENDING_DURATION, self.agent, reason).observe(waited, self.exemplar)
         self._pending_reason = None
         return waited
 
@@ -443,7 +447,7 @@ class Execution:
             status, cause = _EXEC_FAILED, FailureCause.TIMEOUT.value
             message = f"execution ran {runtime:.1f}s, over its maximum duration of {self.max_duration:g}s"
         self.status = status
-        ex = exemplar_of(self.trace_id)
+        ex = self.exemplar
         m.child(sc.EXECUTIONS_FINISHED, self.agent, self.trigger, status).inc()
         m.child(sc.EXECUTION_DURATION, self.agent, self.trigger, status).observe(runtime, ex)
         attrs: dict[str, Any] = {
@@ -717,7 +721,7 @@ class Step:
         span.end()
         m = st.metrics
         m.child(sc.STEPS, run.agent, self.label, self.status).inc()
-        m.child(sc.STEP_DURATION, run.agent, self.label).observe(dur, exemplar_of(run.trace_id))
+        m.child(sc.STEP_DURATION, run.agent, self.label).observe(dur, run.exemplar)
         if st.logs(_DEBUG):
             run._log(
                 _DEBUG,
@@ -784,7 +788,7 @@ class Step:
                 m.drop(DropReason.INVALID_SCORE, f"evaluation {ev_name!r} has neither a score nor passed")
             if value is not None:
                 event[sc.ATTR_EVALUATION_SCORE_VALUE] = value
-                m.child(sc.STEP_EVALUATION_SCORE, run.agent, self.label).observe(value, exemplar_of(run.trace_id))
+                m.child(sc.STEP_EVALUATION_SCORE, run.agent, self.label).observe(value, run.exemplar)
                 run._add_score(value)
             if explanation is not None:
                 event[sc.ATTR_EVALUATION_EXPLANATION] = clean_text(explanation, 1024)
@@ -958,7 +962,7 @@ class ToolCall:
             self._span.end()
             m = run._state.metrics
             m.child(sc.TOOL_CALLS, run.agent, self.tool, outcome).inc()
-            m.child(sc.TOOL_CALL_DURATION, run.agent, self.tool).observe(dur, exemplar_of(run.trace_id))
+            m.child(sc.TOOL_CALL_DURATION, run.agent, self.tool).observe(dur, run.exemplar)
         except Exception as err:  # noqa: BLE001
             _internal(self.step.run._state, "tool_call exit", err)
         finally:
