@@ -40,6 +40,7 @@ _current_step: ContextVar[Step | None] = ContextVar("agent_exporter_step", defau
 _propagator = TraceContextTextMapPropagator()
 
 _DEBUG, _INFO, _WARNING = 10, 20, 30
+_LOG_METHOD = {_DEBUG: "debug", _INFO: "info", _WARNING: "warning"}
 _PASSED, _FAILED, _NEEDS_REVIEW = StepStatus.PASSED.value, StepStatus.FAILED.value, StepStatus.NEEDS_REVIEW.value
 _COMPLETED, _EXEC_FAILED, _CANCELLED = "completed", "failed", "cancelled"
 _STATUS_RANK = {_PASSED: 0, _NEEDS_REVIEW: 1, _FAILED: 2}
@@ -273,7 +274,7 @@ class Execution:
     def _log(self, level: int, event: str, **kw: Any) -> None:
         if self._state.logs(level):
             try:
-                fn = {_DEBUG: "debug", _INFO: "info", _WARNING: "warning"}[level]
+                fn = _LOG_METHOD[level]
                 fields = {
                     "trace_id": self.trace_id,
                     "span_id": self.span_id,
