@@ -137,10 +137,11 @@ class Metrics:
                 label = sc.OTHER_LABEL_VALUE
             else:
                 label = name
-            try:
-                self._agents[agent] = label
-            except TypeError:
-                pass
+            if label != sc.OTHER_LABEL_VALUE:  # cache admitted agents only: memory stays bounded
+                try:
+                    self._agents[agent] = label
+                except TypeError:
+                    pass
         if label == sc.OTHER_LABEL_VALUE:
             self.drop(DropReason.LABEL_OVERFLOW, f"more than {self.max_agents} agents; {name!r} -> __other__")
         else:
@@ -164,10 +165,11 @@ class Metrics:
                 label = name
             else:
                 label = sc.OTHER_LABEL_VALUE
-            try:
-                self._admitted[key] = label
-            except TypeError:
-                pass
+            if label != sc.OTHER_LABEL_VALUE:  # an endless stream of new names must not grow the cache
+                try:
+                    self._admitted[key] = label
+                except TypeError:
+                    pass
         if label == sc.OTHER_LABEL_VALUE:
             self.drop(
                 DropReason.LABEL_OVERFLOW,

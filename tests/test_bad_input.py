@@ -243,3 +243,23 @@ def test_warnings_are_rate_limited(caplog):
                 s.evaluate("x", score=math.nan)
         assert dropped(cap, "invalid_score") == 500
         assert sum("score" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_endless_new_step_names_do_not_grow_memory():
+    """Past the cap, new step names cost no memory: 50,000 more overflowing names stay under 1 MB."""
+    import tracemalloc
+
+    with testing.capture(log_level="off", tracing=False) as cap:  # spans in memory would grow
+        with exporter.execution("a") as run:
+            for i in range(5_000):
+                with run.step(f"warm-{i}"):
+                    pass
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(50_000):
+                with run.step(f"task-{i}"):
+                    pass
+            grown = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+        assert grown < 1_000_000, f"{grown} bytes for 50,000 overflowing step names"
+        assert cap.value("agent_steps_total", agent="a", step="__other__", status="passed") == 54_900
