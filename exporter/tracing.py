@@ -58,6 +58,7 @@ class BoundedSpanProcessor(SpanProcessor):
         self._idle = threading.Event()
         self._idle.set()
         self._stopped = False
+        self._deadline = 0.0  # monotonic time the shutdown gives up at
         self._pid = os.getpid()
         self.exported = 0
         self._thread = self._start_worker()
@@ -108,8 +109,6 @@ class BoundedSpanProcessor(SpanProcessor):
                 self._export(batch)
         finally:
             self._idle.set()
-
-    _deadline: float = 0.0
 
     def _deadline_passed(self) -> bool:
         return time.monotonic() > self._deadline
