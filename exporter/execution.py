@@ -221,9 +221,10 @@ class Execution:
     ) -> None:
         m = state.metrics
         self._state = state
-        self.agent = m.agent_label(agent)
-        self.trigger = m.label(self.agent, "trigger", trigger)
-        if self.trigger not in _KNOWN_TRIGGERS and self.trigger != sc.OTHER_LABEL_VALUE:
+        # Names (cleaned, masked, bounded) go on spans and logs; labels (capped) on metrics only.
+        self.agent, self._agent_label = m.agent_names(agent)
+        self.trigger, self._trigger_label = m.names(self._agent_label, "trigger", trigger)
+        if self.trigger not in _KNOWN_TRIGGERS:
             state.warnings.warn(
                 f"trigger:{self.trigger}",
                 f"unknown trigger {self.trigger!r} (known: {', '.join(sorted(_KNOWN_TRIGGERS))}); recorded as given",
@@ -363,7 +364,7 @@ class Execution:
         self._pending_reason = reason
         self._span.add_event(sc.EVENT_RESUMED, {sc.ATTR_PENDING_REASON: reason, sc.ATTR_PENDING_SECONDS: waited})
         m = self._state.metrics
-        m.child(sc.EXECUTION_PENDING_DURATION, self.agent, reason).observe(waited, self.exemplar)
+        m.child(sc.EXECUTION_PENDING_DURATION, self._agent_label, reason).observe(waited, self.exemplar)
         self._pending_reason = None
         self._start_running(resumed=True)
         self._log(_INFO, sc.LOG_EXECUTION_RESUMED, reason=reason, pending_seconds=round(waited, 3))
@@ -372,8 +373,8 @@ class Execution:
         m = self._state.metrics
         if not self._started:
             self._started = True
-            m.child(sc.EXECUTIONS_STARTED, self.agent, self.trigger).inc()
-        m.child(sc.EXECUTIONS_IN_PROGRESS, self.agent).inc()
+            m.child(sc.EXECUTIONS_STARTED, self._agent_label, self._trigger_label).inc()
+        m.child(sc.EXECUTIONS_IN_PROGRESS, self._agent_label).inc()
         self.status = sc.ExecutionStatus.IN_PROGRESS.value
         self._phase = _RUNNING
         self._run_t0 = time.perf_counter()
@@ -387,22 +388,22 @@ class Execution:
         self._pending_since = time.time()
         self._phase = _PENDING
         self.status = sc.ExecutionStatus.PENDING.value
-        self._state.metrics.pending_add(self.agent, reason, id(self), self._pending_since)
+        self._state.metrics.pending_add(self._agent_label, reason, id(self), self._pending_since)
         self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
 
     def _leave_pending(self) -> float:
         reason = self._pending_reason or PendingReason.QUEUED.value
         waited = max(0.0, time.time() - self._pending_since)
         m = self._state.metrics
-        m.pending_remove(self.agent, reason, id(self))
-        m.child(sc.EXECUTION_PENDING_DURATION, self.agent, reason).observe(waited, self.exemplar)
+        m.pending_remove(self._agent_label, reason, id(self))
+        m.child(sc.EXECUTION_PENDING_DURATION, self._agent_label, reason).observe(waited, self.exemplar)
         self._pending_reason = None
         return waited
 
     def _stop_running(self) -> None:
         """Leave the running phase: accumulate active time, leave the in-progress gauge."""
         self._active += time.perf_counter() - self._run_t0
-        self._state.metrics.child(sc.EXECUTIONS_IN_PROGRESS, self.agent).dec()
+        self._state.metrics.child(sc.EXECUTIONS_IN_PROGRESS, self._agent_label).dec()
         if self.max_duration is not None:
             _watchdog.unwatch(self)
 
@@ -442,15 +443,15 @@ class Execution:
             self._leave_pending()
             if not self._started:  # cancelled or failed while queued: started and finished
                 self._started = True
-                m.child(sc.EXECUTIONS_STARTED, self.agent, self.trigger).inc()
+                m.child(sc.EXECUTIONS_STARTED, self._agent_label, self._trigger_label).inc()
         runtime = self._active
         if status == _COMPLETED and self.max_duration is not None and runtime > self.max_duration:
             status, cause = _EXEC_FAILED, FailureCause.TIMEOUT.value
             message = f"execution ran {runtime:.1f}s, over its maximum duration of {self.max_duration:g}s"
         self.status = status
         ex = self.exemplar
-        m.child(sc.EXECUTIONS_FINISHED, self.agent, self.trigger, status).inc()
-        m.child(sc.EXECUTION_DURATION, self.agent, self.trigger, status).observe(runtime, ex)
+        m.child(sc.EXECUTIONS_FINISHED, self._agent_label, self._trigger_label, status).inc()
+        m.child(sc.EXECUTION_DURATION, self._agent_label, self._trigger_label, status).observe(runtime, ex)
         attrs: dict[str, Any] = {
             sc.ATTR_TASK_STATUS: status,
             sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
@@ -459,12 +460,12 @@ class Execution:
         if self._score_n:
             mean = self._score_sum / self._score_n
             attrs[sc.ATTR_TASK_EVALUATION_SCORE] = mean
-            m.child(sc.EXECUTION_EVALUATION_SCORE, self.agent, self.trigger).observe(mean, ex)
+            m.child(sc.EXECUTION_EVALUATION_SCORE, self._agent_label, self._trigger_label).observe(mean, ex)
         span = self._span
         if status == _EXEC_FAILED:
             cause = cause or FailureCause.ERROR.value
             attrs[sc.ATTR_TASK_FAILURE_CAUSE] = cause
-            m.child(sc.EXECUTION_FAILURES, self.agent, self.trigger, cause).inc(exemplar=ex)
+            m.child(sc.EXECUTION_FAILURES, self._agent_label, self._trigger_label, cause).inc(exemplar=ex)
             if exc is not None:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
                 _record_exception(span, exc)
@@ -636,9 +637,8 @@ class Step:
     def __init__(self, run: Execution, name: Any, tool: Any = None) -> None:
         self.run = run
         m = run._state.metrics
-        self.label = m.label(run.agent, "step", name)
-        self.name = name if isinstance(name, str) and name.strip() else self.label
-        self.tool = m.label(run.agent, "tool", tool) if tool is not None else None
+        self.name, self.label = m.names(run._agent_label, "step", name)
+        self.tool: str | None = m.names(run._agent_label, "tool", tool)[0] if tool is not None else None
         self.index = 0
         self.status = _PASSED
         self._span: Any = None
@@ -664,15 +664,14 @@ class Step:
             if run._phase != _RUNNING:
                 self._dead = True
                 run._state.drop(
-                    DropReason.USE_AFTER_END, f"step {self.label!r} used after its execution ended; not recorded"
+                    DropReason.USE_AFTER_END, f"step {self.name!r} used after its execution ended; not recorded"
                 )
                 return self
             self.index = next(run._steps)
-            attrs: dict[str, Any] = {sc.ATTR_STEP_NAME: self.label, sc.ATTR_STEP_INDEX: self.index}
+            attrs: dict[str, Any] = {sc.ATTR_STEP_NAME: self.name, sc.ATTR_STEP_INDEX: self.index}
             if self.tool is not None:
                 attrs[sc.ATTR_GEN_AI_TOOL_NAME] = self.tool
-            span_name = self.label if self.name == self.label else clean_text(self.name, 256)
-            self._span = run._state.tracing.tracer.start_span(span_name, context=run._ctx, attributes=attrs)
+            self._span = run._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
             self._ctx = trace.set_span_in_context(self._span, run._ctx)
             self._tokens = [otel_context.attach(self._ctx), _current_step.set(self)]
             self._t0 = time.perf_counter()
@@ -721,13 +720,13 @@ class Step:
         span.set_attributes(attrs)
         span.end()
         m = st.metrics
-        m.child(sc.STEPS, run.agent, self.label, self.status).inc()
-        m.child(sc.STEP_DURATION, run.agent, self.label).observe(dur, run.exemplar)
+        m.child(sc.STEPS, run._agent_label, self.label, self.status).inc()
+        m.child(sc.STEP_DURATION, run._agent_label, self.label).observe(dur, run.exemplar)
         if st.logs(_DEBUG):
             run._log(
                 _DEBUG,
                 sc.LOG_STEP_FINISHED,
-                step=self.label,
+                step=self.name,
                 step_index=self.index,
                 status=self.status,
                 duration_seconds=round(dur, 6),
@@ -784,12 +783,12 @@ class Step:
             if passed is not None:
                 result = sc.EvaluationResult.PASS.value if passed else sc.EvaluationResult.FAIL.value
                 event[sc.ATTR_EVALUATION_SCORE_LABEL] = result
-                m.child(sc.EVALUATIONS, run.agent, self.label, result).inc()
+                m.child(sc.EVALUATIONS, run._agent_label, self.label, result).inc()
             elif score is None:
                 m.drop(DropReason.INVALID_SCORE, f"evaluation {ev_name!r} has neither a score nor passed")
             if value is not None:
                 event[sc.ATTR_EVALUATION_SCORE_VALUE] = value
-                m.child(sc.STEP_EVALUATION_SCORE, run.agent, self.label).observe(value, run.exemplar)
+                m.child(sc.STEP_EVALUATION_SCORE, run._agent_label, self.label).observe(value, run.exemplar)
                 run._add_score(value)
             if explanation is not None:
                 event[sc.ATTR_EVALUATION_EXPLANATION] = clean_text(explanation, 1024)
@@ -815,9 +814,9 @@ class Step:
             tin = _clean_count(run._state, input_tokens, "input_tokens")
             tout = _clean_count(run._state, output_tokens, "output_tokens")
             if tin:
-                m.child(sc.TOKENS, run.agent, self.label, sc.TokenType.INPUT.value).inc(tin)
+                m.child(sc.TOKENS, run._agent_label, self.label, sc.TokenType.INPUT.value).inc(tin)
             if tout:
-                m.child(sc.TOKENS, run.agent, self.label, sc.TokenType.OUTPUT.value).inc(tout)
+                m.child(sc.TOKENS, run._agent_label, self.label, sc.TokenType.OUTPUT.value).inc(tout)
             self._tin += tin
             self._tout += tout
             run._add_tokens(tin, tout)
@@ -865,9 +864,9 @@ class Step:
                 return
             run = self.run
             m = run._state.metrics
-            path = m.label(run.agent, "path", selected)
+            path, path_label = m.names(run._agent_label, "path", selected)
             others = [clean_text(p, 256) for p in (not_selected or ())]
-            m.child(sc.BRANCH_DECISIONS, run.agent, self.label, path).inc()
+            m.child(sc.BRANCH_DECISIONS, run._agent_label, self.label, path_label).inc()
             event: dict[str, Any] = {sc.ATTR_BRANCH_SELECTED: path, sc.ATTR_BRANCH_NOT_SELECTED: others}
             if condition is not None:
                 event[sc.ATTR_BRANCH_CONDITION] = clean_text(condition, 1024)
@@ -878,7 +877,7 @@ class Step:
                 run._log(
                     _DEBUG,
                     sc.LOG_BRANCH_DECISION,
-                    step=self.label,
+                    step=self.name,
                     selected=path,
                     not_selected=others,
                     span_id=_hex_ids(self._span)[1],
@@ -916,13 +915,13 @@ class Step:
 class ToolCall:
     """One call to a tool or integration: a grandchild span, a count and a response time."""
 
-    __slots__ = ("step", "tool", "call_id", "_span", "_t0", "_token")
+    __slots__ = ("step", "tool", "call_id", "_label", "_span", "_t0", "_token")
     _ids = itertools.count(1)
 
     def __init__(self, step: Step, tool: Any, call_id: str | None) -> None:
         run = step.run
         self.step = step
-        self.tool = run._state.metrics.label(run.agent, "tool", tool)
+        self.tool, self._label = run._state.metrics.names(run._agent_label, "tool", tool)
         self.call_id = call_id
         self._span: Any = None
         self._t0 = 0.0
@@ -962,8 +961,8 @@ class ToolCall:
                 self._span.set_status(Status(StatusCode.ERROR, _exc_text(exc)))
             self._span.end()
             m = run._state.metrics
-            m.child(sc.TOOL_CALLS, run.agent, self.tool, outcome).inc()
-            m.child(sc.TOOL_CALL_DURATION, run.agent, self.tool).observe(dur, run.exemplar)
+            m.child(sc.TOOL_CALLS, run._agent_label, self._label, outcome).inc()
+            m.child(sc.TOOL_CALL_DURATION, run._agent_label, self._label).observe(dur, run.exemplar)
         except Exception as err:  # noqa: BLE001
             _internal(self.step.run._state, "tool_call exit", err)
         finally:

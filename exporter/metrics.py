@@ -69,9 +69,10 @@ class Metrics:
         self.exemplars = exemplars and not self.multiprocess
         self._families: dict[str, Any] = {s.name: _make_family(s, self.registry) for s in sc.METRICS}
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
-        self._admitted: dict[tuple[str, str, Hashable], str] = {}  # (agent, kind, raw) -> label
+        self._admitted: dict[tuple[str, str, Hashable], tuple[str, str]] = {}  # (agent, kind, raw) -> name, label
         self._seen: dict[tuple[str, str], set[str]] = {}  # (agent, kind) -> admitted values
-        self._agents: dict[Hashable, str] = {}
+        self._agents: dict[Hashable, tuple[str, str]] = {}  # raw agent -> name, label
+        self._agent_labels: set[str] = set()
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], dict[int, float]] = {}
         self._objectives_set: set[str] = set()
@@ -79,10 +80,6 @@ class Metrics:
         self.objective_source: Callable[[str], Mapping[str, float]] | None = None
 
     # ------------------------------------------------------------------ plumbing
-
-    def family(self, name: str) -> Any:
-        """The prometheus_client family for a contract name (e.g. `agent_steps_total`)."""
-        return self._families[name]
 
     def child(self, spec: MetricSpec, *labels: str) -> Any:
         """The cached labelled child of a family."""
@@ -125,31 +122,38 @@ class Metrics:
             value = value[:MAX_LABEL_LENGTH]
         return str(value)
 
-    def agent_label(self, agent: Any) -> str:
-        """The label for an agent, capped at `max_agents` distinct agents per process."""
+    def agent_names(self, agent: Any) -> tuple[str, str]:
+        """An agent's cleaned name (for spans and logs) and its label (capped at `max_agents`).
+
+        The cap protects Prometheus only: an agent over it is `__other__` in metrics and keeps
+        its own name everywhere else."""
         try:
             return self._agents[agent]
         except (KeyError, TypeError):
             pass
         name = self.clean_name(agent, "agent name")
         with self._lock:
-            if name not in self._agents.values() and len(set(self._agents.values())) >= self.max_agents:
+            if name not in self._agent_labels and len(self._agent_labels) >= self.max_agents:
                 label = sc.OTHER_LABEL_VALUE
             else:
                 label = name
-            if label != sc.OTHER_LABEL_VALUE:  # cache admitted agents only: memory stays bounded
-                try:
-                    self._agents[agent] = label
+                self._agent_labels.add(name)
+                try:  # cache admitted agents only: memory stays bounded
+                    self._agents[agent] = (name, label)
                 except TypeError:
                     pass
         if label == sc.OTHER_LABEL_VALUE:
             self.drop(DropReason.LABEL_OVERFLOW, f"more than {self.max_agents} agents; {name!r} -> __other__")
         else:
             self.ensure_objectives(label, None)
-        return label
+        return name, label
 
-    def label(self, agent: str, kind: str, value: Any) -> str:
-        """The label for a step / tool / trigger / path value, capped per agent and kind."""
+    def agent_label(self, agent: Any) -> str:
+        """The label for an agent, capped at `max_agents` distinct agents per process."""
+        return self.agent_names(agent)[1]
+
+    def names(self, agent: str, kind: str, value: Any) -> tuple[str, str]:
+        """A step / tool / trigger / path value's cleaned name and its label, capped per agent and kind."""
         key = (agent, kind, value)
         try:
             return self._admitted[key]
@@ -158,25 +162,22 @@ class Metrics:
         name = self.clean_name(value, kind)
         with self._lock:
             seen = self._seen.setdefault((agent, kind), set())
-            if name in seen:
-                label = name
-            elif len(seen) < self.max_label_values:
+            if name in seen or len(seen) < self.max_label_values:
                 seen.add(name)
                 label = name
-            else:
-                label = sc.OTHER_LABEL_VALUE
-            if label != sc.OTHER_LABEL_VALUE:  # an endless stream of new names must not grow the cache
-                try:
-                    self._admitted[key] = label
+                try:  # an endless stream of new names must not grow the cache
+                    self._admitted[key] = (name, label)
                 except TypeError:
                     pass
+            else:
+                label = sc.OTHER_LABEL_VALUE
         if label == sc.OTHER_LABEL_VALUE:
             self.drop(
                 DropReason.LABEL_OVERFLOW,
                 f"agent {agent!r} has more than {self.max_label_values} distinct {kind} values; "
-                f"{name[:60]!r} and later ones are recorded as {sc.OTHER_LABEL_VALUE}",
+                f"{name[:60]!r} and later ones are recorded as {sc.OTHER_LABEL_VALUE} in metrics",
             )
-        return label
+        return name, label
 
     # ------------------------------------------------------------------ objectives
 
