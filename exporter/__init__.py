@@ -18,11 +18,7 @@ from ._config import (
     reset,
     shutdown,
 )
-from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
-from .execution import (
-    Execution,
-    Step,
-    ToolCall,
+from .api import (
     current_execution,
     current_step,
     execution,
@@ -30,8 +26,11 @@ from .execution import (
     start_execution,
     step,
 )
+from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
+from .execution import Execution
 from .logs import add_trace_context
 from .semconv import ExecutionStatus, FailureCause, PendingReason, StepStatus, Trigger
+from .steps import Step, ToolCall
 
 __all__ = [
     "Execution",

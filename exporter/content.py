@@ -72,7 +72,6 @@ class CaptureReport:
     unserialisable: int = 0
     truncated_bytes: int = 0
     redact_error: bool = False
-    masked: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -144,9 +143,7 @@ def _walk(obj: Any, report: CaptureReport, depth: int, seen: set[int]) -> Any:
             return obj
         return repr(obj)  # JSON has no NaN or inf
     if isinstance(obj, str):
-        text, n = mask_secrets_in_text(obj)
-        report.masked += n
-        return text
+        return mask_secrets_in_text(obj)[0]
     if isinstance(obj, bytes | bytearray):
         return f"<{len(obj)} bytes>"
     if depth >= _MAX_DEPTH:
@@ -162,12 +159,10 @@ def _walk(obj: Any, report: CaptureReport, depth: int, seen: set[int]) -> Any:
                 if i >= _MAX_ITEMS:
                     out["<more>"] = f"{len(obj) - _MAX_ITEMS} more items"
                     break
-                key = k if isinstance(k, str) else _safe_repr(k, report)
-                key, n, secret = _clean_key(key)
-                report.masked += n
+                key = k if isinstance(k, str) else _safe_repr(k)
+                key, _, secret = _clean_key(key)
                 if secret:
                     out[key] = MASK
-                    report.masked += 1
                 else:
                     out[key] = _walk(v, report, depth + 1, seen)
         finally:
@@ -200,17 +195,15 @@ def _walk(obj: Any, report: CaptureReport, depth: int, seen: set[int]) -> Any:
         finally:
             seen.discard(oid)
     report.unserialisable += 1
-    return _safe_repr(obj, report)
+    return _safe_repr(obj)
 
 
-def _safe_repr(obj: Any, report: CaptureReport) -> str:
+def _safe_repr(obj: Any) -> str:
     try:
         text = repr(obj)
     except Exception:  # noqa: BLE001 - repr() of user objects may raise
         text = f"<unrepresentable {type(obj).__name__}>"
-    text, n = mask_secrets_in_text(text[:_MAX_REPR])
-    report.masked += n
-    return text
+    return mask_secrets_in_text(text[:_MAX_REPR])[0]
 
 
 def truncate_utf8(text: str, max_bytes: int) -> tuple[str, int]:
@@ -228,7 +221,7 @@ def capture(obj: Any, *, max_bytes: int, redact: Redactor | None) -> tuple[str, 
     """The text to put on a span for `obj`, and a report of what was changed."""
     report = CaptureReport()
     if isinstance(obj, str):
-        text, report.masked = mask_secrets_in_text(obj)
+        text = mask_secrets_in_text(obj)[0]
     else:
         text = json.dumps(to_jsonable(obj, report), ensure_ascii=False, separators=(",", ":"))
     if redact is not None:

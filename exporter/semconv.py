@@ -25,9 +25,6 @@ class ExecutionStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-TERMINAL_STATUSES: Final = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
-
-
 class FailureCause(StrEnum):
     """Why a failed execution failed."""
 
@@ -232,7 +229,6 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     EXECUTION_PENDING_DURATION, STEPS, STEP_DURATION, STEP_EVALUATION_SCORE, EVALUATIONS, TOOL_CALLS,
     TOOL_CALL_DURATION, TOKENS, BRANCH_DECISIONS, OBJECTIVE, EXPORTER_DROPPED,
 )  # fmt: skip
-METRIC_NAMES: Final = frozenset(m.name for m in METRICS)
 
 
 def exposed_series_names(spec: MetricSpec) -> tuple[str, ...]:
@@ -339,7 +335,6 @@ LOG_EXECUTION_SUSPENDED: Final = "execution_suspended"
 LOG_EXECUTION_RESUMED: Final = "execution_resumed"
 LOG_STEP_FINISHED: Final = "step_finished"
 LOG_BRANCH_DECISION: Final = "branch_decision"
-LOG_KEYS: Final = ("trace_id", "span_id", "task_id", "agent", "step")
 
 # --------------------------------------------------------------------------- alerts
 

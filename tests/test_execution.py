@@ -299,3 +299,30 @@ def test_user_spans_inside_a_step_nest_under_it():
                 pass
         mine = by_name(cap.spans(), "my own span")[0]
         assert mine.parent.span_id == by_name(cap.spans(), "Work")[0].context.span_id
+
+
+def test_watchdog_timeout_fails_open_steps_and_drops_later_calls():
+    """When the watchdog fails an execution, its open step is failed (timeout) then; later calls count nothing."""
+    with testing.capture() as cap:
+        with exporter.execution("hung", max_duration=0.1) as run, run.step("Slow") as s, s.tool_call("api"):
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not run.ended:
+                time.sleep(0.02)
+            assert run.ended and run.status == "failed"
+            assert cap.value("agent_steps_total", agent="hung", step="Slow", status="failed") == 1
+            s.evaluate("accuracy", score=1.0)  # after the end: dropped and counted
+            s.record_usage(input_tokens=5)
+        assert cap.value("agent_execution_failures_total", agent="hung", trigger="manual", cause="timeout") == 1
+        assert cap.value("agent_steps_total", agent="hung", step="Slow", status="passed") == 0
+        assert cap.value("agent_steps_total", agent="hung", step="Slow", status="failed") == 1
+        assert cap.total("agent_tool_calls_total", agent="hung") == 0
+        assert cap.total("agent_evaluations_total", agent="hung") == 0
+        assert cap.total("agent_tokens_total", agent="hung") == 0
+        # evaluate, record_usage, the tool call's end and the step's end: each dropped and counted
+        assert cap.value("agent_exporter_dropped_total", reason="use_after_end") == 4
+    (step,) = by_name(cap.spans(), "Slow")
+    assert step.status.status_code is StatusCode.ERROR
+    assert step.attributes[sc.ATTR_STEP_STATUS] == "failed"
+    assert step.attributes[sc.ATTR_ERROR_TYPE] == "timeout"
+    (root,) = by_name(cap.spans(), "invoke_workflow hung")
+    assert step.end_time <= root.end_time  # the step ended before its execution's span

@@ -1,0 +1,133 @@
+"""The module functions agent code calls: `execution()`, `resume_execution()`, the `step` decorator.
+
+Each returns a real object when the library is configured and a no-op one otherwise (or when
+the object could not be built: that is counted, never raised).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from . import _config
+from . import semconv as sc
+from .carrier import parse_carrier
+from .execution import Execution
+from .noop import NOOP_EXECUTION, NOOP_STEP, NoopExecution, NoopStep
+from .recording import current_execution_var, current_step_var, internal_error
+from .semconv import DropReason
+from .steps import Step
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def execution(
+    agent: Any,
+    trigger: Any = "manual",
+    task_id: Any = None,
+    description: Any = None,
+    *,
+    pending: str | None = None,
+    max_duration: float | None = None,
+) -> Execution | NoopExecution:
+    """A task execution, as a context manager (`with` or `async with`).
+
+    `pending="queued"` or `"approval"` starts it waiting (time pending is not runtime);
+    `max_duration` (seconds, default from `configure()`) fails it with cause `timeout`.
+    Unconfigured, this returns a shared no-op object.
+    """
+    state = _config.current()
+    if state is None:
+        return NOOP_EXECUTION
+    try:
+        return Execution(state, agent, trigger, task_id, description, pending=pending, max_duration=max_duration)
+    except Exception as exc:  # noqa: BLE001
+        internal_error(state, "execution()", exc)
+        return NOOP_EXECUTION
+
+
+def start_execution(
+    agent: Any, trigger: Any = "manual", task_id: Any = None, description: Any = None, **kw: Any
+) -> Execution | NoopExecution:
+    """`execution(...)` already entered, for code that cannot use `with`; call `run.end()`."""
+    return execution(agent, trigger, task_id, description, **kw).__enter__()
+
+
+def resume_execution(carrier: Any, *, max_duration: float | None = None) -> Execution | NoopExecution:
+    """Continue, in the same trace, an execution that another process `suspend()`ed.
+
+    A damaged carrier is counted (`invalid_carrier`) and every field of it that validates is
+    kept: a broken `traceparent` starts a new trace but keeps the agent, trigger, task id and
+    counts; a field that does not validate takes its default (agent and trigger `unknown`, a
+    new task id, `started` false so that a start is counted).
+    """
+    state = _config.current()
+    if state is None:
+        return NOOP_EXECUTION
+    try:
+        c, bad = parse_carrier(carrier)
+        if bad:
+            where = "the same trace" if "traceparent" in c else "a new trace"
+            state.drop(
+                DropReason.INVALID_CARRIER,
+                f"resume_execution(): carrier field(s) {', '.join(bad)} missing or invalid; "
+                f"kept the rest, continuing in {where}",
+            )
+        md = max_duration if max_duration is not None else c.get("max_duration")
+        return Execution(
+            state,
+            c.get("agent", sc.UNKNOWN_LABEL_VALUE),
+            c.get("trigger", sc.UNKNOWN_LABEL_VALUE),
+            c.get("task_id"),
+            c.get("description"),
+            max_duration=md,
+            _resume=c,
+        )
+    except Exception as exc:  # noqa: BLE001
+        internal_error(state, "resume_execution()", exc)
+        return NOOP_EXECUTION
+
+
+def current_execution() -> Execution | NoopExecution:
+    """The execution running in this context (a no-op object if none)."""
+    return current_execution_var.get() or NOOP_EXECUTION
+
+
+def current_step() -> Step | NoopStep:
+    """The step running in this context (a no-op object if none)."""
+    return current_step_var.get() or NOOP_STEP
+
+
+def step(name: str | None = None, tool: str | None = None) -> Callable[[F], F]:
+    """Decorator: run a function (sync or async) as a step of the current execution.
+
+    Outside an execution the function simply runs.
+    """
+
+    def decorate(fn: F) -> F:
+        step_name = name or fn.__name__
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                run = current_execution_var.get()
+                if run is None:
+                    return await fn(*args, **kwargs)
+                async with run.step(step_name, tool=tool):
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = current_execution_var.get()
+            if run is None:
+                return fn(*args, **kwargs)
+            with run.step(step_name, tool=tool):
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate

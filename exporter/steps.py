@@ -1,0 +1,446 @@
+"""Steps and tool calls inside an execution: child spans, step and tool metrics, evaluations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import _config
+from . import semconv as sc
+from .content import capture, clean_text
+from .errors import tool_outcome_of
+from .noop import NOOP_TOOL_CALL, NoopToolCall
+from .recording import (
+    DEBUG,
+    FAILED,
+    NEEDS_REVIEW,
+    PASSED,
+    PENDING,
+    RUNNING,
+    STATUS_RANK,
+    current_step_var,
+    exc_text,
+    hex_ids,
+    internal_error,
+    record_exception,
+    restore_context,
+)  # fmt: skip
+from .semconv import DropReason
+
+if TYPE_CHECKING:
+    from .execution import Execution
+
+
+class Step:
+    """One workflow node inside an execution; a child span and the step metrics."""
+
+    __slots__ = (
+        "run", "name", "label", "tool", "index", "status", "_span", "_ctx", "_tokens", "_t0", "_dead",
+        "_tin", "_tout", "_attrs", "__weakref__",
+    )  # fmt: skip
+
+    def __init__(self, run: Execution, name: Any, tool: Any = None) -> None:
+        self.run = run
+        m = run._state.metrics
+        self.name, self.label = m.names(run._agent_label, "step", name)
+        self.tool: str | None = m.names(run._agent_label, "tool", tool)[0] if tool is not None else None
+        self.index = 0
+        self.status = PASSED
+        self._span: Any = None
+        self._ctx: Any = None
+        self._tokens: list[Any] = []
+        self._t0 = 0.0
+        self._dead = False
+        self._tin = 0
+        self._tout = 0
+        self._attrs: dict[str, Any] = {}
+
+    def _alive(self, what: str) -> bool:
+        if self._dead or self._span is None:
+            self.run._state.drop(DropReason.USE_AFTER_END, f"{what} on a step that is not running; ignored")
+            return False
+        return True
+
+    def __enter__(self) -> Step:
+        run = self.run
+        try:
+            if run._phase == PENDING:
+                run.start()
+            if run._phase != RUNNING:
+                self._dead = True
+                run._state.drop(
+                    DropReason.USE_AFTER_END, f"step {self.name!r} used after its execution ended; not recorded"
+                )
+                return self
+            self.index = next(run._steps)
+            attrs: dict[str, Any] = {sc.ATTR_STEP_NAME: self.name, sc.ATTR_STEP_INDEX: self.index}
+            if self.tool is not None:
+                attrs[sc.ATTR_GEN_AI_TOOL_NAME] = self.tool
+            self._span = run._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
+            self._ctx = trace.set_span_in_context(self._span, run._ctx)
+            with run._lock:
+                run._open[self] = None
+            self._tokens = [otel_context.attach(self._ctx), current_step_var.set(self)]
+            self._t0 = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001
+            self._dead = True
+            internal_error(run._state, "step enter", exc)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        if self._span is None:
+            return False
+        try:
+            if self._claim():
+                self._end(exc)
+            elif self._tokens:  # ended by its execution (timeout): this exit is not recorded
+                self.run._state.drop(
+                    DropReason.USE_AFTER_END,
+                    f"step {self.name!r} ended after its execution had ended; it was recorded as failed then",
+                )
+        except Exception as err:  # noqa: BLE001
+            internal_error(self.run._state, "step exit", err)
+        finally:
+            tokens, self._tokens = self._tokens, []
+            if tokens:
+                restore_context(current_step_var, tokens[1], tokens[0])
+        return False
+
+    async def __aenter__(self) -> Step:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+    def _claim(self) -> bool:
+        """True for the one caller that ends this step (its exit, or its execution's end)."""
+        run = self.run
+        with run._lock:
+            if self._dead:
+                return False
+            self._dead = True
+            run._open.pop(self, None)
+            return True
+
+    def _abort(self, why: str) -> None:
+        """End the step as failed because its execution ended first."""
+        if not self._claim():
+            return
+        self.status = FAILED
+        self._attrs[sc.ATTR_ERROR_TYPE] = why
+        self._end(None, f"execution ended ({why}) while the step was running")
+
+    def _end(self, exc: BaseException | None, failure: str = "step failed its evaluation") -> None:
+        run = self.run
+        st = run._state
+        dur = time.perf_counter() - self._t0
+        span = self._span
+        if exc is not None:
+            self.status = FAILED
+            record_exception(span, exc)
+            span.set_status(Status(StatusCode.ERROR, exc_text(exc)))
+            self._attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
+        elif self.status == FAILED:
+            span.set_status(Status(StatusCode.ERROR, failure))
+        attrs = self._attrs
+        attrs[sc.ATTR_STEP_STATUS] = self.status
+        if self._tin or self._tout:
+            attrs[sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS] = self._tin
+            attrs[sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] = self._tout
+        span.set_attributes(attrs)
+        span.end()
+        m = st.metrics
+        m.child(sc.STEPS, run._agent_label, self.label, self.status).inc()
+        m.child(sc.STEP_DURATION, run._agent_label, self.label).observe(dur, run.exemplar)
+        if st.logs(DEBUG):
+            run._log(
+                DEBUG,
+                sc.LOG_STEP_FINISHED,
+                step=self.name,
+                step_index=self.index,
+                status=self.status,
+                duration_seconds=round(dur, 6),
+                span_id=hex_ids(span)[1],
+            )
+
+    def _mark(self, status: str) -> None:
+        if STATUS_RANK[status] > STATUS_RANK[self.status]:
+            self.status = status
+
+    # ------------------------------------------------------------------ inside a step
+
+    def tool_call(self, tool: Any, call_id: str | None = None) -> ToolCall | NoopToolCall:
+        """A context manager for one call to a tool or integration (outcome from the exception)."""
+        try:
+            if not self._alive("tool_call()"):
+                return NOOP_TOOL_CALL
+            return ToolCall(self, tool, call_id)
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "tool_call()", exc)
+            return NOOP_TOOL_CALL
+
+    def evaluate(
+        self,
+        name: Any,
+        score: Any = None,
+        passed: bool | None = None,
+        explanation: Any = None,
+        *,
+        threshold: float | None = None,
+    ) -> str | None:
+        """Record one evaluation; returns its result ('pass' / 'fail') or None if it has none.
+
+        `score` is 0-1; a percentage (1 < score <= 100) is divided by 100 and counted as
+        corrected; NaN, inf, negatives and > 100 are not observed and counted as invalid. With
+        no `passed`, the result is score >= threshold (default: the agent's
+        `min_evaluation_score`).
+        """
+        try:
+            if not self._alive("evaluate()"):
+                return None
+            run = self.run
+            st = run._state
+            m = st.metrics
+            value = clean_score(st, score) if score is not None else None
+            if passed is not None and not isinstance(passed, bool):
+                passed = bool(passed)
+            if passed is None and value is not None:
+                limit = threshold if threshold is not None else run.objectives.min_evaluation_score
+                passed = value >= limit
+            ev_name = m.clean_name(name, "evaluation name")
+            event: dict[str, Any] = {sc.ATTR_EVALUATION_NAME: ev_name}
+            result = None
+            if passed is not None:
+                result = sc.EvaluationResult.PASS.value if passed else sc.EvaluationResult.FAIL.value
+                event[sc.ATTR_EVALUATION_SCORE_LABEL] = result
+                m.child(sc.EVALUATIONS, run._agent_label, self.label, result).inc()
+            elif score is None:
+                m.drop(DropReason.INVALID_SCORE, f"evaluation {ev_name!r} has neither a score nor passed")
+            if value is not None:
+                event[sc.ATTR_EVALUATION_SCORE_VALUE] = value
+                m.child(sc.STEP_EVALUATION_SCORE, run._agent_label, self.label).observe(value, run.exemplar)
+                run._add_score(value)
+            if explanation is not None:
+                event[sc.ATTR_EVALUATION_EXPLANATION] = clean_text(explanation, 1024)
+            self._span.add_event(sc.EVENT_EVALUATION, event)
+            if passed is False:
+                self._mark(st.settings.evaluation_fail_status)
+            elif (
+                value is not None and st.settings.review_threshold is not None and value < st.settings.review_threshold
+            ):
+                self._mark(NEEDS_REVIEW)
+            return result
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "evaluate()", exc)
+            return None
+
+    def record_usage(self, input_tokens: Any = 0, output_tokens: Any = 0) -> None:
+        """Tokens this step spent (summed per step, per execution, and in `agent_tokens_total`)."""
+        try:
+            if not self._alive("record_usage()"):
+                return
+            run = self.run
+            m = run._state.metrics
+            tin = clean_count(run._state, input_tokens, "input_tokens")
+            tout = clean_count(run._state, output_tokens, "output_tokens")
+            if tin:
+                m.child(sc.TOKENS, run._agent_label, self.label, sc.TokenType.INPUT.value).inc(tin)
+            if tout:
+                m.child(sc.TOKENS, run._agent_label, self.label, sc.TokenType.OUTPUT.value).inc(tout)
+            self._tin += tin
+            self._tout += tout
+            run._add_tokens(tin, tout)
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "record_usage()", exc)
+
+    def record_input(self, obj: Any) -> None:
+        """Capture the step's input on its span (masked, redacted, truncated; off if disabled)."""
+        self._capture(sc.ATTR_STEP_INPUT, obj)
+
+    def record_output(self, obj: Any) -> None:
+        """Capture the step's output on its span (masked, redacted, truncated; off if disabled)."""
+        self._capture(sc.ATTR_STEP_OUTPUT, obj)
+
+    def _capture(self, key: str, obj: Any) -> None:
+        try:
+            if not self._alive(f"record of {key}"):
+                return
+            st = self.run._state
+            if not st.settings.capture_content:
+                return
+            text, report = capture(obj, max_bytes=st.settings.max_content_bytes, redact=st.settings.redact)
+            if report.unserialisable:
+                st.drop(
+                    DropReason.CONTENT_UNSERIALISABLE,
+                    f"{key}: {report.unserialisable} value(s) not JSON-serialisable; kept as repr()",
+                )
+            if report.redact_error:
+                st.drop(DropReason.REDACT_ERROR, f"{key}: redaction hook failed ({report.notes[-1]}); content withheld")
+            if report.truncated_bytes:
+                st.drop(
+                    DropReason.CONTENT_TRUNCATED,
+                    f"{key}: truncated by {report.truncated_bytes} bytes to {st.settings.max_content_bytes}",
+                )
+            self._attrs[key] = text
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "content capture", exc)
+
+    def branch(
+        self, selected: Any, not_selected: Iterable[Any] = (), condition: Any = None, reason: Any = None
+    ) -> None:
+        """A decision point: the path taken, the paths not taken, the condition and why."""
+        try:
+            if not self._alive("branch()"):
+                return
+            run = self.run
+            m = run._state.metrics
+            path, path_label = m.names(run._agent_label, "path", selected)
+            others = [clean_text(p, 256) for p in (not_selected or ())]
+            m.child(sc.BRANCH_DECISIONS, run._agent_label, self.label, path_label).inc()
+            event: dict[str, Any] = {sc.ATTR_BRANCH_SELECTED: path, sc.ATTR_BRANCH_NOT_SELECTED: others}
+            if condition is not None:
+                event[sc.ATTR_BRANCH_CONDITION] = clean_text(condition, 1024)
+            if reason is not None:
+                event[sc.ATTR_BRANCH_REASON] = clean_text(reason, 1024)
+            self._span.add_event(sc.EVENT_BRANCH_DECISION, event)
+            if run._state.logs(DEBUG):
+                run._log(
+                    DEBUG,
+                    sc.LOG_BRANCH_DECISION,
+                    step=self.name,
+                    selected=path,
+                    not_selected=others,
+                    span_id=hex_ids(self._span)[1],
+                )
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "branch()", exc)
+
+    def flag_for_review(self, reason: Any = None) -> None:
+        """Mark the step `needs_review` (completed, but a human should look)."""
+        try:
+            if not self._alive("flag_for_review()"):
+                return
+            self._mark(NEEDS_REVIEW)
+            self._span.add_event(
+                sc.EVENT_REVIEW_FLAG, {sc.ATTR_REVIEW_REASON: clean_text(reason, 1024)} if reason is not None else {}
+            )
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "flag_for_review()", exc)
+
+    def set_status(self, status: Any) -> None:
+        """Set the step's status explicitly ('passed', 'failed', 'needs_review')."""
+        if not self._alive("set_status()"):
+            return
+        if not isinstance(status, str) or status not in STATUS_RANK:  # unhashable must not raise
+            self.run._state.drop(
+                DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(STATUS_RANK)}; ignored"
+            )
+            return
+        self.status = str(status)
+
+
+class ToolCall:
+    """One call to a tool or integration: a grandchild span, a count and a response time."""
+
+    __slots__ = ("step", "tool", "call_id", "_label", "_span", "_t0", "_token")
+    _ids = itertools.count(1)
+
+    def __init__(self, step: Step, tool: Any, call_id: str | None) -> None:
+        run = step.run
+        self.step = step
+        self.tool, self._label = run._state.metrics.names(run._agent_label, "tool", tool)
+        self.call_id = call_id
+        self._span: Any = None
+        self._t0 = 0.0
+        self._token: Any = None
+
+    def __enter__(self) -> ToolCall:
+        try:
+            step = self.step
+            tracer = step.run._state.tracing.tracer
+            cid = self.call_id if self.call_id is not None else f"call_{next(ToolCall._ids)}"
+            self._span = tracer.start_span(
+                sc.SPAN_TOOL_CALL.format(tool=self.tool),
+                context=step._ctx,
+                kind=SpanKind.INTERNAL,
+                attributes={
+                    sc.ATTR_GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+                    sc.ATTR_GEN_AI_TOOL_NAME: self.tool,
+                    sc.ATTR_GEN_AI_TOOL_CALL_ID: str(cid),
+                },
+            )
+            self._token = otel_context.attach(trace.set_span_in_context(self._span, step._ctx))
+            self._t0 = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.step.run._state, "tool_call enter", exc)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        if self._span is None:
+            return False
+        try:
+            dur = time.perf_counter() - self._t0
+            run = self.step.run
+            outcome = tool_outcome_of(exc).value
+            if exc is not None:
+                record_exception(self._span, exc)
+                self._span.set_attribute(sc.ATTR_ERROR_TYPE, type(exc).__qualname__)
+                self._span.set_status(Status(StatusCode.ERROR, exc_text(exc)))
+            self._span.end()
+            if run.ended:  # the execution ended first (a timeout): the call is not counted
+                run._state.drop(
+                    DropReason.USE_AFTER_END, f"tool call {self.tool!r} ended after its execution had ended"
+                )
+                return False
+            m = run._state.metrics
+            m.child(sc.TOOL_CALLS, run._agent_label, self._label, outcome).inc()
+            m.child(sc.TOOL_CALL_DURATION, run._agent_label, self._label).observe(dur, run.exemplar)
+        except Exception as err:  # noqa: BLE001
+            internal_error(self.step.run._state, "tool_call exit", err)
+        finally:
+            self._span = None
+            token, self._token = self._token, None
+            restore_context(None, None, token)
+        return False
+
+    async def __aenter__(self) -> ToolCall:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+
+def clean_score(st: _config.State, score: Any) -> float | None:
+    try:
+        value = float(score)
+    except (TypeError, ValueError, OverflowError):
+        st.drop(DropReason.INVALID_SCORE, f"evaluation score {score!r} is not a number; not observed")
+        return None
+    if isinstance(score, bool) or not math.isfinite(value) or value < 0 or value > 100:
+        st.drop(DropReason.INVALID_SCORE, f"evaluation score {score!r} is outside 0-1 (or 0-100); not observed")
+        return None
+    if value > 1:
+        st.drop(
+            DropReason.SCORE_CORRECTED,
+            f"evaluation score {score!r} looks like a percentage; recorded as {value / 100:g}",
+        )
+        return value / 100
+    return value
+
+
+def clean_count(st: _config.State, n: Any, what: str) -> int:
+    if n is None or (isinstance(n, int | float) and n == 0):
+        return 0
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 2**63:
+        return n
+    if isinstance(n, bool) or not isinstance(n, float) or not math.isfinite(n) or n < 0 or n >= 2**63:
+        st.drop(DropReason.INVALID_USAGE, f"{what}={n!r} is not a count >= 0; not counted")
+        return 0
+    return int(n)
