@@ -48,3 +48,14 @@ def test_unconfigured_calls_do_nothing_and_return_their_types():
     run.end()
     assert exporter.current_execution() is noop.NOOP_EXECUTION
     assert exporter.current_step() is noop.NOOP_STEP
+
+
+def test_removed_names_stay_removed():
+    """The undocumented `Execution.resume` alias and the dead names a dead-code pass found are gone."""
+    from exporter import content, metrics
+    from exporter import semconv as sc
+
+    assert not hasattr(exporter.Execution, "resume") and not hasattr(noop.NoopExecution, "resume")
+    assert not any(hasattr(sc, n) for n in ("TERMINAL_STATUSES", "METRIC_NAMES", "LOG_KEYS"))
+    assert not hasattr(content.CaptureReport(), "masked")
+    assert not hasattr(metrics.Metrics, "family")
