@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from . import semconv as sc
 from .content import DEFAULT_MAX_BYTES, Redactor
 from .exposition import make_metrics_app, start_metrics_server
-from .logs import RateLimitedWarnings, get_logger
+from .logs import RateLimitedWarnings, get_logger, own_exporter_logs
 from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
 from .semconv import DropReason, StepStatus
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
@@ -217,7 +217,7 @@ def configure(
             log_level=LOG_LEVELS[log_level],
             objectives=parsed,
         )
-        warn = RateLimitedWarnings()
+        warn = RateLimitedWarnings(min_level=settings.log_level)  # log_level='off' silences warnings too
         metrics = Metrics(registry, warnings=warn, max_label_values=max_label_values, max_agents=max_agents)
         metrics.objective_source = lambda agent: settings.objectives_for(agent).as_dict()
         for agent in parsed:
@@ -240,6 +240,8 @@ def configure(
             on_warn=lambda m: warn.warn("tracing", m),
             version=__version__,
         )
+        if span_exporter is None and setup.processor is not None:
+            own_exporter_logs(setup.processor.exporter, warn)  # the library built it: its SDK logs are ours
         state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
         if metrics_port is not None:
             try:

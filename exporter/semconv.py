@@ -335,6 +335,7 @@ LOG_EXECUTION_SUSPENDED: Final = "execution_suspended"
 LOG_EXECUTION_RESUMED: Final = "execution_resumed"
 LOG_STEP_FINISHED: Final = "step_finished"
 LOG_BRANCH_DECISION: Final = "branch_decision"
+LOG_EXPORTER_WARNING: Final = "exporter_warning"  # the library's own rate-limited warnings (`detail`)
 
 # --------------------------------------------------------------------------- alerts
 

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import structlog
 from hypothesis import settings
 
 import exporter
@@ -18,7 +19,13 @@ pytest_plugins = ["tests.servers"]
 
 @pytest.fixture(autouse=True)
 def _reset_exporter():
-    """Every test starts and ends with the library unconfigured."""
+    """Every test starts and ends with the library unconfigured, and structlog unconfigured too.
+
+    (`structlog.testing.capture_logs()` leaves structlog "configured"; the library's events go
+    through structlog only then, so one test's capture must not decide the next test's path.)
+    """
     exporter.reset()
+    structlog.reset_defaults()
     yield
     exporter.reset()
+    structlog.reset_defaults()

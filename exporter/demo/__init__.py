@@ -85,8 +85,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=("console", "json"), default="console", help="log rendering")
 
 
-def _configure_logging(fmt: str) -> None:
-    # The library's own rate-limited warnings go through the standard logging module.
+def _per_execution_lines_off(_logger: Any, _method: str, event_dict: Any) -> Any:
+    """At default verbosity: the library's warnings, but no line per execution (`execution_failed`)."""
+    if event_dict.get("task_id") is not None:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def _configure_logging(fmt: str, verbose: int = 0) -> None:
+    # The application configures logging, not the library: with structlog configured, the
+    # library's events and warnings are rendered by it; other libraries' stdlib logs go here.
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stdout, format="%(asctime)s [%(levelname)-8s] %(name)s: %(message)s"
     )
@@ -95,6 +103,7 @@ def _configure_logging(fmt: str) -> None:
     )
     structlog.configure(
         processors=[
+            *([] if verbose else [_per_execution_lines_off]),
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             exporter.add_trace_context,
@@ -215,8 +224,8 @@ def _progress(work: Workload, desk: ApprovalDesk, t0: float, last: dict[str, Any
 
 
 def run(args: Any) -> int:
-    _configure_logging(args.log_format)
-    level = {0: "off", 1: "info"}.get(args.verbose, "debug")
+    _configure_logging(args.log_format, args.verbose)
+    level = {0: "warning", 1: "info"}.get(args.verbose, "debug")
     span_exporter = None
     if args.console_traces:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
