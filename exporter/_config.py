@@ -291,6 +291,25 @@ def registry() -> CollectorRegistry | None:
     return _state.metrics.registry if _state else None
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Export the spans made so far, waiting at most `timeout` seconds; True if they all arrived.
+
+    For the end of a short-lived process, a serverless invocation or a task (metrics need no
+    flush: Prometheus scrapes them, and multiprocess files are written as they change). The
+    default timeout is `configure(export_timeout=)`. Unconfigured: True. Never raises.
+    """
+    state = _state
+    if state is None:
+        return True
+    try:
+        tracing = state.tracing
+        seconds = tracing.flush_timeout if timeout is None else float(timeout)
+        seconds = 0.0 if math.isnan(seconds) else min(max(seconds, 0.0), 3600.0)
+        return tracing.flush(seconds)
+    except Exception:  # noqa: BLE001 - flushing must not raise into the host
+        return False
+
+
 def shutdown(timeout: float | None = None) -> None:
     """Flush spans (bounded by the shutdown timeout), end the tracing the library made, stop the server."""
     state = _state

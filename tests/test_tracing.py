@@ -8,8 +8,11 @@ TracerProvider with an InMemorySpanExporter; the library's side is the OTLP rece
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
+    SpanExportResult,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
@@ -27,7 +31,7 @@ import exporter
 from exporter import _config
 from exporter import tracing as tracing_mod
 from exporter.testing import fresh_registry
-from tests.servers import OtlpReceiver, ReceivedSpan
+from tests.servers import OtlpReceiver, ReceivedSpan, free_port
 
 OTEL_VARS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -244,3 +248,112 @@ def test_no_fork_hook_per_processor(monkeypatch: pytest.MonkeyPatch) -> None:
         exporter.reset()
     per_processor = [h for h in hooks if isinstance(getattr(h, "__self__", None), tracing_mod.BoundedSpanProcessor)]
     assert per_processor == []
+
+
+def _child_run(ok: Any) -> None:
+    with exporter.execution("child", task_id="forked"):
+        pass
+    ok.value = int(exporter.flush(timeout=5))
+
+
+def test_forked_worker_exports_its_spans(otlp_receiver: OtlpReceiver) -> None:
+    """A worker forked after configure() gets its own export thread: its spans arrive."""
+    _configure(otlp_endpoint=otlp_receiver.url)
+    ctx = mp.get_context("fork")
+    ok = ctx.Value("i", 0)
+    child = ctx.Process(target=_child_run, args=(ok,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and ok.value == 1
+    assert [s.attributes.get("task.id") for s in otlp_receiver.spans()] == ["forked"]
+
+
+# ---------------------------------------------------------------------------------------- flush()
+
+
+def test_flush_unconfigured_is_true() -> None:
+    """flush() with nothing configured does nothing and reports nothing pending."""
+    assert exporter.flush() is True
+
+
+def test_flush_with_a_live_receiver_delivers_before_returning(otlp_receiver: OtlpReceiver) -> None:
+    """flush() returns True once the spans are at the receiver."""
+    _configure(otlp_endpoint=otlp_receiver.url)
+    with exporter.execution("a") as run, run.step("s"):
+        pass
+    assert exporter.flush(timeout=5) is True
+    assert {s.name for s in otlp_receiver.spans()} == {"invoke_workflow a", "s"}
+
+
+def test_flush_with_a_dead_endpoint_returns_false_in_bounded_time() -> None:
+    """flush(timeout=0.5) to a dead endpoint returns False, and returns (loose bound: 5 s)."""
+    _configure(otlp_endpoint=f"http://127.0.0.1:{free_port()}", export_timeout=3.0)
+    with exporter.execution("a"):
+        pass
+    t0 = time.monotonic()
+    assert exporter.flush(timeout=0.5) is False
+    assert time.monotonic() - t0 < 5.0
+
+
+class _Refusing(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.FAILURE
+
+
+class _Raising(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise RuntimeError("exporter bug")
+
+
+@pytest.mark.parametrize("span_exporter", [_Refusing(), _Raising()], ids=["refusing", "raising"])
+def test_flush_reports_spans_that_were_dropped(span_exporter: SpanExporter) -> None:
+    """An export that fails quickly still makes flush() return False, and nothing raises."""
+    _configure(span_exporter=span_exporter)
+    with exporter.execution("a"):
+        pass
+    assert exporter.flush(timeout=5) is False
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1.0, "soon"])
+def test_flush_never_raises_on_a_bad_timeout(timeout: Any) -> None:
+    """A nonsensical timeout gives a bool back, not an exception."""
+    _configure(span_exporter=InMemorySpanExporter())
+    assert isinstance(exporter.flush(timeout=timeout), bool)
+
+
+def test_flush_includes_the_app_provider_the_library_spans_go_to() -> None:
+    """With the library's spans in the app's batching pipeline, flush() pushes them out too."""
+    app = App(processor="batch")
+    app.set_global()
+    _configure()
+    with exporter.execution("a"):
+        pass
+    assert exporter.flush(timeout=5) is True
+    assert app.names() == {"invoke_workflow a"}
+    app.provider.shutdown()
+
+
+class _Hanging(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(30)
+        return SpanExportResult.SUCCESS
+
+
+def test_flush_of_a_hanging_app_provider_is_bounded() -> None:
+    """An app exporter that hangs (the SDK ignores flush timeouts) costs flush() its timeout, then False."""
+    hanging = _Hanging()
+    app = App(processor="batch", exporter_=hanging)
+    app.set_global()
+    _configure()
+    with exporter.execution("a"):
+        pass
+    try:
+        t0 = time.monotonic()
+        assert exporter.flush(timeout=0.5) is False
+        assert time.monotonic() - t0 < 5.0
+    finally:
+        hanging.release.set()
+        app.provider.shutdown()
