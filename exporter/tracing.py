@@ -260,9 +260,12 @@ def _flush_app_provider(provider: Any, timeout: float) -> bool:
     force_flush = getattr(provider, "force_flush", None)
     if force_flush is None:
         return True
-    if _app_flush is not None and _app_flush.is_alive():
+    deadline = time.monotonic() + timeout
+    if _app_flush is not None and _app_flush.is_alive():  # an earlier flush still waits on the app
         _app_flush.join(max(timeout, 0.0))
-        return False
+        if _app_flush.is_alive():
+            return False
+        timeout = deadline - time.monotonic()
     result: list[bool] = []
     millis = int(max(timeout, 0.0) * 1000)
 
