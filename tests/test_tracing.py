@@ -203,6 +203,15 @@ def test_set_global_makes_the_library_provider_the_process_provider(otlp_receive
     assert {s.name for s in otlp_receiver.spans()} == {"invoke_workflow a", "http GET"}
 
 
+def test_set_global_again_after_reset_warns() -> None:
+    """set_global_tracer_provider=True after reset() warns that OTel keeps the first global provider."""
+    first = _configure(set_global_tracer_provider=True).tracing.provider
+    exporter.reset()
+    with pytest.warns(RuntimeWarning, match="once per process"):
+        _configure(set_global_tracer_provider=True)
+    assert trace.get_tracer_provider() is first
+
+
 def test_set_global_when_the_app_set_one_is_a_value_error() -> None:
     """set_global_tracer_provider=True with an app provider already global fails at once, naming the fix."""
     App().set_global()
