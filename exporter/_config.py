@@ -139,7 +139,7 @@ def configure(
     tracer_provider: Any = None,
     span_exporter: Any = None,
     tracing: bool = True,
-    set_global_tracer_provider: bool = True,
+    set_global_tracer_provider: bool = False,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
@@ -152,9 +152,11 @@ def configure(
     """Turn the library on. Call once at start-up; a second call warns and changes nothing.
 
     `metrics_port=None` starts no server (mount `metrics_app()` or read `registry` yourself).
-    Traces go to `otlp_endpoint`, else to what the standard `OTEL_EXPORTER_OTLP_*` variables
-    say; with neither, spans are made (their ids reach logs and exemplars) but not exported.
-    An application's own TracerProvider is reused, never replaced.
+    Traces go to `otlp_endpoint` (from a provider of the library's own), else where the
+    application's global TracerProvider sends its spans, set before or after this call, else to
+    what the standard `OTEL_EXPORTER_OTLP_*` variables say; with none, spans are made (their ids
+    reach logs and exemplars) but not exported. The application's provider is never added to or
+    replaced.
     """
     global _state
     with _lock:
@@ -255,8 +257,7 @@ def configure(
                     client_auth_required=metrics_client_auth_required,
                 )
             except OSError as exc:
-                if setup.processor is not None:
-                    setup.processor.shutdown()
+                setup.shutdown()
                 if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
                     hint = "port in use or not allowed? pass another metrics_port/metrics_addr, or metrics_port=None"
                 else:  # e.g. a certificate file that cannot be read: name it, not the port
@@ -292,19 +293,34 @@ def registry() -> CollectorRegistry | None:
     return _state.metrics.registry if _state else None
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Export the spans made so far, waiting at most `timeout` seconds; True if they all arrived.
+
+    For the end of a short-lived process, a serverless invocation or a task (metrics need no
+    flush: Prometheus scrapes them, and multiprocess files are written as they change). The
+    default timeout is `configure(export_timeout=)`. Unconfigured: True. Never raises.
+    """
+    state = _state
+    if state is None:
+        return True
+    try:
+        tracing = state.tracing
+        seconds = tracing.flush_timeout if timeout is None else float(timeout)
+        seconds = 0.0 if math.isnan(seconds) else min(max(seconds, 0.0), 3600.0)
+        return tracing.flush(seconds)
+    except Exception:  # noqa: BLE001 - flushing must not raise into the host
+        return False
+
+
 def shutdown(timeout: float | None = None) -> None:
-    """Flush spans (bounded by the shutdown timeout) and stop the metrics server."""
+    """Flush spans (bounded by the shutdown timeout), end the tracing the library made, stop the server."""
     state = _state
     if state is None:
         return
-    proc = state.tracing.processor
-    if proc is not None:
-        try:
-            if timeout is not None:
-                proc.force_flush(int(timeout * 1000))
-            proc.shutdown()
-        except Exception:  # noqa: BLE001 - shutdown must not raise into the host
-            pass
+    try:
+        state.tracing.shutdown(timeout)
+    except Exception:  # noqa: BLE001 - shutdown must not raise into the host
+        pass
     if state.server is not None:
         try:
             state.server.shutdown()
@@ -315,7 +331,7 @@ def shutdown(timeout: float | None = None) -> None:
 
 
 def reset() -> None:
-    """Forget the configuration (for tests): stop the server and the span worker."""
+    """Forget the configuration (for tests): shut down what the library started, and only that."""
     global _state
     with _lock:
         shutdown()

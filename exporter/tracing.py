@@ -1,10 +1,16 @@
-"""The OpenTelemetry side: reuse or create the TracerProvider, export OTLP with bounded cost.
+"""The OpenTelemetry side: which provider makes the library's spans, and bounded OTLP export.
+
+Which provider (docs/architecture.md, "Whose TracerProvider"): with an explicit `otlp_endpoint` /
+`span_exporter`, a private provider of the library's own, so the application's provider is never
+touched; otherwise the application's global provider as soon as it sets one (resolved lazily, like
+OTel's ProxyTracer), and until then a private one, so span ids still reach logs and exemplars.
+OTel context does not depend on the provider: parent and child link across the two either way.
 
 The SDK's own BatchSpanProcessor logs a warning per dropped span and its `force_flush()` ignores
 its timeout (measured here: 6.6 s for one span with a dead endpoint, 28.9 s shutdown). Agents
 must never wait on telemetry, so spans go through `BoundedSpanProcessor`: a fixed-size queue
-that drops and counts when full, one worker thread, an export timeout, and a shutdown that
-gives up after a deadline instead of holding the process at exit.
+that drops and counts when full, one worker thread, an export timeout, a flush and a shutdown
+that give up after their deadline instead of holding the process.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import collections
 import os
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +40,13 @@ DEFAULT_SHUTDOWN_TIMEOUT = 1.5  # seconds exit may wait for queued spans (+ tear
 DEFAULT_MAX_QUEUE = 2048
 DEFAULT_BATCH = 512
 DEFAULT_SCHEDULE_DELAY = 1.0
+SCOPE = "agent_exporter"  # the instrumentation scope of the library's spans
+
+# Live processors, for the one fork hook below (a hook per processor would pile up over
+# reset()/configure() cycles and keep every processor alive).
+_live_processors: weakref.WeakSet[BoundedSpanProcessor] = weakref.WeakSet()
+# Providers the library made: never mistaken for an application's when one is global.
+_own_providers: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
 
 class BoundedSpanProcessor(SpanProcessor):
@@ -61,9 +76,9 @@ class BoundedSpanProcessor(SpanProcessor):
         self._deadline = 0.0  # monotonic time the shutdown gives up at
         self._pid = os.getpid()
         self.exported = 0
+        self.lost = 0  # spans dropped (queue full, export failed): force_flush() reports them
         self._thread = self._start_worker()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        _live_processors.add(self)
 
     def _start_worker(self) -> threading.Thread:
         t = threading.Thread(target=self._run, name="agent-exporter-spans", daemon=True)
@@ -87,6 +102,7 @@ class BoundedSpanProcessor(SpanProcessor):
         if self._stopped or not span.context.trace_flags.sampled:
             return
         if len(self._queue) >= self._max_queue:
+            self.lost += 1
             self._on_drop(DropReason.EXPORT_QUEUE_FULL, "span export queue full; dropping spans", 1)
             return
         self._queue.append(span)
@@ -117,24 +133,31 @@ class BoundedSpanProcessor(SpanProcessor):
         try:
             result = self.exporter.export(batch)
         except Exception as exc:  # noqa: BLE001 - an exporter must not kill the worker
+            self.lost += len(batch)
             self._on_drop(DropReason.EXPORT_FAILURE, f"span export raised {type(exc).__name__}: {exc}", len(batch))
             return
         if result is SpanExportResult.SUCCESS:
             self.exported += len(batch)
         else:
+            self.lost += len(batch)
             self._on_drop(DropReason.EXPORT_FAILURE, "span export failed (backend down or refusing)", len(batch))
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Ask the worker to export what is queued; wait at most the timeout (really)."""
+        """Export what is queued, waiting at most the timeout (really); True if it all arrived.
+
+        False when spans are still queued or in flight at the deadline, or were dropped meanwhile.
+        """
         if self._stopped:
             return False
+        lost = self.lost
         deadline = time.monotonic() + timeout_millis / 1000
-        while time.monotonic() < deadline:
+        while True:
             if not self._queue and self._idle.is_set():
-                return True
+                return self.lost == lost
+            if time.monotonic() >= deadline:
+                return False
             self._wake.set()
             time.sleep(0.005)
-        return not self._queue
 
     def shutdown(self) -> None:
         """Stop the worker; export what fits in the shutdown deadline, drop and count the rest."""
@@ -142,6 +165,7 @@ class BoundedSpanProcessor(SpanProcessor):
             return
         self._deadline = time.monotonic() + self._shutdown_timeout
         self._stopped = True
+        _live_processors.discard(self)
         self._wake.set()
         if self._pid == os.getpid():
             self._thread.join(self._shutdown_timeout)
@@ -155,6 +179,7 @@ class BoundedSpanProcessor(SpanProcessor):
                 break
             left += 1
         if left:
+            self.lost += left
             self._on_drop(DropReason.EXPORT_FAILURE, f"{left} spans not exported before shutdown deadline", left)
         try:
             self.exporter.shutdown()
@@ -162,14 +187,137 @@ class BoundedSpanProcessor(SpanProcessor):
             pass
 
 
+def _after_fork_in_child() -> None:
+    for processor in list(_live_processors):
+        processor._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _global_provider() -> Any:
+    """The provider given to `trace.set_tracer_provider()`, or None.
+
+    Read the way OTel's own ProxyTracer reads it: `trace.get_tracer_provider()` costs 1.5 µs here
+    (it looks in os.environ on every call) and this runs at every span start until an
+    application sets its provider. tests/test_tracing.py checks the name still exists.
+    """
+    return getattr(trace, "_TRACER_PROVIDER", None)
+
+
+def _is_app_provider(provider: Any) -> bool:
+    """A provider the application (or another library) set up; ours and the no-op ones are not."""
+    return (
+        provider is not None
+        and not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+        and provider not in _own_providers
+    )
+
+
 @dataclass
 class TracingSetup:
     """What `configure()` built or reused for traces."""
 
-    tracer: trace.Tracer
-    provider: Any
-    processor: BoundedSpanProcessor | None
-    owns_provider: bool
+    tracer: trace.Tracer  # what the library starts its spans with
+    provider: Any  # where they come from now: the application's provider or `own_provider`
+    processor: BoundedSpanProcessor | None = None  # the library's export (in `own_provider`)
+    own_provider: TracerProvider | None = None  # made by the library: the only one shutdown() ends
+    flush_timeout: float = DEFAULT_EXPORT_TIMEOUT  # flush()'s default: one export's timeout
+
+    def flush(self, timeout: float) -> bool:
+        """Export the library's queued spans within `timeout` seconds; True if all arrived."""
+        deadline = time.monotonic() + timeout
+        ok = True
+        if self.processor is not None:
+            ok = self.processor.force_flush(int(timeout * 1000))
+        provider = self.provider
+        if provider is not None and provider is not self.own_provider:
+            # The library's spans are in the application's pipeline: flush it too, still bounded.
+            ok = _flush_app_provider(provider, deadline - time.monotonic()) and ok
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush (within `timeout`) and shut down what the library made; never the app's provider."""
+        if timeout is not None and self.processor is not None:
+            self.processor.force_flush(int(timeout * 1000))
+        if self.own_provider is not None:
+            self.own_provider.shutdown()  # shuts its processors down, and unregisters its atexit hook
+        elif self.processor is not None:
+            self.processor.shutdown()
+
+
+_app_flush: threading.Thread | None = None  # at most one waits on an application's provider
+
+
+def _flush_app_provider(provider: Any, timeout: float) -> bool:
+    """`provider.force_flush()` on a helper thread, waited on at most `timeout` seconds.
+
+    The SDK's BatchSpanProcessor ignores the timeout it is given (FACTS: 6.6 s for one span to a
+    dead endpoint), so the wait is ours; a flush still running is not started a second time.
+    """
+    global _app_flush
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is None:
+        return True
+    deadline = time.monotonic() + timeout
+    if _app_flush is not None and _app_flush.is_alive():  # an earlier flush still waits on the app
+        _app_flush.join(max(timeout, 0.0))
+        if _app_flush.is_alive():
+            return False
+        timeout = deadline - time.monotonic()
+    result: list[bool] = []
+    millis = int(max(timeout, 0.0) * 1000)
+
+    def run() -> None:
+        try:
+            result.append(bool(force_flush(millis)))
+        except Exception:  # noqa: BLE001 - the application's exporter must not reach the caller
+            result.append(False)
+
+    thread = threading.Thread(target=run, name="agent-exporter-flush", daemon=True)
+    _app_flush = thread
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    return bool(result) and result[0]
+
+
+class _FollowingTracer(trace.Tracer):
+    """The library's tracer when no exporter was given: spans go where the application's go.
+
+    Until the application sets a global provider, spans come from the library's own provider
+    (real ids; exported only if the OTEL_* variables say so); from the first span after it does,
+    from the application's. OTel sets the global provider once per process, so the answer is
+    cached once found, and the setup's `tracer` replaced by the resolved one (no indirection left).
+    """
+
+    def __init__(self, setup: TracingSetup, fallback: TracerProvider, version: str) -> None:
+        self._setup = setup
+        self._version = version
+        self._fallback = fallback.get_tracer(SCOPE, version)
+        self._resolved: trace.Tracer | None = None
+
+    def _current(self) -> trace.Tracer:
+        resolved = self._resolved
+        if resolved is not None:
+            return resolved
+        provider = _global_provider()
+        if provider is None:
+            return self._fallback
+        if _is_app_provider(provider):
+            resolved = provider.get_tracer(SCOPE, self._version)
+            self._setup.provider = provider
+        else:
+            resolved = self._fallback
+        self._resolved = resolved
+        self._setup.tracer = resolved
+        return resolved
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._current().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current().start_as_current_span(*args, **kwargs)
 
 
 def _env(name: str) -> str | None:
@@ -232,34 +380,67 @@ def setup_tracing(
     on_warn: Callable[[str], object],
     version: str,
 ) -> TracingSetup:
-    """Reuse the application's TracerProvider if it set one; never replace it."""
+    """Pick the provider that makes the library's spans; never add to or replace the application's.
+
+    - `tracer_provider=` given: that provider (the caller's choice, exporters included).
+    - `otlp_endpoint=` / `span_exporter=` given: a private provider with `service_name` and the
+      bounded export; the application's provider, set before or after, is left alone.
+    - neither: the application's global provider, now or whenever it is set; until then a
+      private one, exporting only if the OTEL_* variables ask for it.
+    Conflicting arguments are a ValueError here, not a silent surprise later.
+    """
     if not enabled:
-        return TracingSetup(trace.NoOpTracer(), None, None, False)
-    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
-    app_provider = tracer_provider is not None or not isinstance(
-        provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
-    )
+        return TracingSetup(trace.NoOpTracer(), None)
     explicit = otlp_endpoint is not None or span_exporter is not None
-    exporter = span_exporter
-    if exporter is None and (explicit or not app_provider):
-        exporter = build_span_exporter(otlp_endpoint, export_timeout, on_warn)
-    processor = None
-    if app_provider:
-        # The application owns its pipeline; add ours only when asked for explicitly.
-        if exporter is not None and explicit:
-            if isinstance(provider, TracerProvider):
-                processor = BoundedSpanProcessor(exporter, on_drop, shutdown_timeout=shutdown_timeout)
-                provider.add_span_processor(processor)
-            else:
-                on_warn("the application's TracerProvider is not the SDK's; otlp_endpoint ignored")
-        owns = False
-    else:
-        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-        if exporter is not None:
-            processor = BoundedSpanProcessor(exporter, on_drop, shutdown_timeout=shutdown_timeout)
-            provider.add_span_processor(processor)
+    if tracer_provider is not None:
+        if explicit:
+            raise ValueError(
+                "tracer_provider= and otlp_endpoint=/span_exporter= both given: add your exporter to your "
+                "provider, or drop tracer_provider= to export the library's spans on their own"
+            )
         if set_global:
-            trace.set_tracer_provider(provider)
-        owns = True
-    tracer = provider.get_tracer("agent_exporter", version)
-    return TracingSetup(tracer, provider, processor, owns)
+            raise ValueError(
+                "set_global_tracer_provider=True with tracer_provider=: make your provider global yourself "
+                "(opentelemetry.trace.set_tracer_provider)"
+            )
+        return TracingSetup(tracer_provider.get_tracer(SCOPE, version), tracer_provider)
+    current = trace.get_tracer_provider()  # public call: also honours OTEL_PYTHON_TRACER_PROVIDER
+    app = current if _is_app_provider(current) else None
+    if app is not None and set_global:
+        raise ValueError(
+            "set_global_tracer_provider=True but the application already set a global TracerProvider; "
+            "drop the flag (without otlp_endpoint the library's spans go to the application's provider)"
+        )
+    if app is not None and not explicit:
+        return TracingSetup(app.get_tracer(SCOPE, version), app, flush_timeout=export_timeout)
+    exporter = span_exporter if span_exporter is not None else build_span_exporter(
+        otlp_endpoint, export_timeout, on_warn
+    )
+    own = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    _own_providers.add(own)
+    processor = None
+    if exporter is not None:
+        processor = BoundedSpanProcessor(exporter, on_drop, shutdown_timeout=shutdown_timeout)
+        own.add_span_processor(processor)
+    setup = TracingSetup(trace.NoOpTracer(), own, processor, own, export_timeout)
+    if set_global:
+        _make_global(own)
+    if explicit or set_global:
+        setup.tracer = own.get_tracer(SCOPE, version)
+    else:
+        setup.tracer = _FollowingTracer(setup, own, version)
+    return setup
+
+
+def _make_global(provider: TracerProvider) -> None:
+    """set_global_tracer_provider=True: the library's provider becomes the process's, if it can."""
+    if _global_provider() is None:
+        trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        # Only an earlier configure() (before reset()) gets here: an application's is a ValueError.
+        warnings.warn(
+            "set_global_tracer_provider=True: a global TracerProvider is already set (by a configure() "
+            "before reset(); OpenTelemetry sets it once per process), so this configuration's is not global",
+            RuntimeWarning,
+            stacklevel=4,
+        )

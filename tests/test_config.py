@@ -87,14 +87,6 @@ def test_application_tracer_provider_is_reused_not_replaced():
     assert [s.name for s in spans.get_finished_spans()] == ["invoke_workflow a"]
 
 
-def test_explicit_endpoint_is_added_to_the_application_provider():
-    """With otlp_endpoint given, the library adds its bounded exporter to the app's provider."""
-    provider = TracerProvider()
-    state = exporter.configure(metrics_port=None, tracer_provider=provider, otlp_endpoint="http://127.0.0.1:9")
-    assert state.tracing.processor is not None
-    assert state.tracing.processor.exporter._endpoint == "http://127.0.0.1:9/v1/traces"
-
-
 def test_no_endpoint_means_no_export(monkeypatch):
     """With no endpoint in configure() nor OTEL_* variables, nothing is exported."""
     for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
