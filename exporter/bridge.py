@@ -201,8 +201,21 @@ def _scope(span: Any) -> str | None:
     return scope.name if scope is not None else None
 
 
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """The span's attributes as a plain dict when the SDK keeps one (BoundedAttributes._dict).
+
+    The public `span.attributes` is a proxy over an ABC Mapping whose `.get` raises and catches
+    KeyError for every missing key: most of the mapping's look-ups miss, and that tripled its
+    cost. tests/test_bridge.py checks the private path still matches the public one.
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return span.attributes or {}
+
+
 def _summary(span: ReadableSpan, parent_id: int | None, own: bool) -> SpanSummary:
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = _attributes(span)
     status = span.status
     events = [(e.name, e.attributes or {}) for e in span.events] if span.events else []
     return summarize(

@@ -115,51 +115,52 @@ def summarize(
     scope: str | None,
     status_error: bool,
     status_description: str | None,
-    events: Iterable[tuple[str, Mapping[str, Any]]],
+    events: Sequence[tuple[str, Mapping[str, Any]]],
     start_ns: int,
     end_ns: int,
 ) -> SpanSummary:
-    """Reduce a span (from the SDK or from OTLP) to its summary."""
+    """Reduce a span (from the SDK or from OTLP) to its summary.
+
+    Only the attributes its role needs are read: this runs for every span of every framework.
+    """
+    get = attrs.get
     role = classify(name, attrs, scope)
+    if role in (OTHER, NATIVE_STEP) and not status_error and not events:
+        return SpanSummary(span_id, parent_id, name, role, None, start_ns, end_ns)
     error = None
-    if status_error or attrs.get(sc.ATTR_ERROR_TYPE):
-        error = _str(attrs.get(sc.ATTR_ERROR_TYPE)) or _exception_type(events) or status_description or "error"
+    error_type = get(sc.ATTR_ERROR_TYPE)
+    if status_error or error_type:
+        error = _str(error_type) or _exception_type(events) or status_description or "error"
     tin = tout = 0
+    tool = agent = trigger = task_id = None
     if role == LLM:
-        tin = _int(attrs.get(sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS)) or _int(attrs.get("llm.token_count.prompt"))
-        tout = _int(attrs.get(sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS)) or _int(attrs.get("llm.token_count.completion"))
-    name = _str(attrs.get("gen_ai.task.name")) or name if role == NODE else name
-    tool = None
-    if role == TOOL:
-        tool = _str(attrs.get(sc.ATTR_GEN_AI_TOOL_NAME)) or _str(attrs.get("tool.name")) or name
-    evaluations = tuple(
-        (
-            _str(a.get(sc.ATTR_EVALUATION_NAME)) or "evaluation",
-            _score(a.get(sc.ATTR_EVALUATION_SCORE_VALUE)),
-            _str(a.get(sc.ATTR_EVALUATION_SCORE_LABEL)),
+        tin = _int(get(sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS)) or _int(get("llm.token_count.prompt"))
+        tout = _int(get(sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS)) or _int(get("llm.token_count.completion"))
+    elif role == TOOL:
+        tool = _str(get(sc.ATTR_GEN_AI_TOOL_NAME)) or _str(get("tool.name")) or name
+    elif role == NODE:
+        name = _str(get("gen_ai.task.name")) or name
+    elif role in (AGENT, CHAIN):
+        agent = _str(get(sc.ATTR_GEN_AI_AGENT_NAME)) or _str(get("agent.name"))
+        trigger = _str(get(ATTR_TASK_TRIGGER))
+        task_id = _str(get(ATTR_TASK_ID))
+    evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
+    if events:
+        evaluations = tuple(
+            (
+                _str(a.get(sc.ATTR_EVALUATION_NAME)) or "evaluation",
+                _score(a.get(sc.ATTR_EVALUATION_SCORE_VALUE)),
+                _str(a.get(sc.ATTR_EVALUATION_SCORE_LABEL)),
+            )
+            for n, a in events
+            if n == sc.EVENT_EVALUATION
         )
-        for n, a in events
-        if n == sc.EVENT_EVALUATION
-    )
     return SpanSummary(
-        span_id,
-        parent_id,
-        name,
-        role,
-        error,
-        start_ns,
-        end_ns,
-        agent=_str(attrs.get(sc.ATTR_GEN_AI_AGENT_NAME)) or _str(attrs.get("agent.name")),
-        tool=tool,
-        tokens_in=tin,
-        tokens_out=tout,
-        trigger=_str(attrs.get(ATTR_TASK_TRIGGER)),
-        task_id=_str(attrs.get(ATTR_TASK_ID)),
-        evaluations=evaluations,
+        span_id, parent_id, name, role, error, start_ns, end_ns, agent, tool, tin, tout, trigger, task_id, evaluations
     )
 
 
-def _exception_type(events: Iterable[tuple[str, Mapping[str, Any]]]) -> str | None:
+def _exception_type(events: Sequence[tuple[str, Mapping[str, Any]]]) -> str | None:
     for n, a in events:
         if n == "exception":
             return _str(a.get("exception.type"))

@@ -145,3 +145,19 @@ def test_concurrent_framework_runs_are_counted_exactly():
         assert finished == 400
         assert cap.value("agent_tool_calls_total", agent="weather", tool="lookup", outcome="success") == 400
         assert cap.value("agent_tokens_total", agent="weather", step="chat m", type="input") == 400 * 130
+
+
+def test_private_attribute_path_matches_the_public_one():
+    """The bridge's fast read of a span's attributes (the SDK's private dict) equals span.attributes."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from exporter.bridge import _attributes
+
+    mem = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(mem))
+    _agent_run(tp)
+    for span in mem.get_finished_spans():
+        fast = _attributes(span)
+        assert isinstance(fast, dict) and fast == dict(span.attributes or {})
