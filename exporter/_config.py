@@ -10,12 +10,17 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
+import os
+import socket
 import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn, TypeGuard
+from urllib.parse import urlsplit
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from . import semconv as sc
@@ -63,7 +68,7 @@ class Objectives:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(value) - known
         if unknown:
-            raise ValueError(f"unknown objective(s) {sorted(unknown)} for {agent!r}; known: {sorted(known)}")
+            raise ValueError(f"unknown objective(s) {sorted(map(str, unknown))} for {agent!r}; known: {sorted(known)}")
         return cls(**dict(value))
 
 
@@ -116,9 +121,154 @@ def current() -> State | None:
     return _state
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ValueError(message)
+# --------------------------------------------------------------------------------------------
+# Argument checks: one small check per keyword, run on every configure() call (the first or not)
+# --------------------------------------------------------------------------------------------
+
+Check = Callable[[str, Any], None]
+
+
+def _fail(name: str, want: str, value: object) -> NoReturn:
+    raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def _flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        _fail(name, "True or False", value)
+
+
+def _text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        _fail(name, "a non-empty string", value)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float; True/False are flags, not numbers."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_in(low: int, high: int | None = None) -> Check:
+    want = f"an int in {low}..{high}" if high is not None else f"an int >= {low}"
+
+    def check(name: str, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            _fail(name, want, value)
+
+    return check
+
+
+def _seconds(*, zero_ok: bool) -> Check:
+    want = "a finite number of seconds " + (">= 0" if zero_ok else "> 0")
+
+    def check(name: str, value: object) -> None:
+        if not _is_number(value) or value < 0 or (value == 0 and not zero_ok):
+            _fail(name, want, value)
+
+    return check
+
+
+def _ratio(name: str, value: object) -> None:
+    if not _is_number(value) or not 0 <= value <= 1:
+        _fail(name, "a number in [0, 1]", value)
+
+
+def _one_of(*choices: str) -> Check:
+    def check(name: str, value: object) -> None:
+        if not isinstance(value, str) or value.lower() not in choices:
+            _fail(name, f"one of {list(choices)} (any case)", value)
+
+    return check
+
+
+def _http_url(name: str, value: object) -> None:
+    want = "an http:// or https:// URL with a host, like http://localhost:4318"
+    if not isinstance(value, str):
+        _fail(name, want, value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0..65535
+    except ValueError:
+        _fail(name, want, value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _fail(name, want, value)
+
+
+def _path(name: str, value: object) -> None:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        _fail(name, "a file path", value)
+
+
+def _instance(cls: type, want: str) -> Check:
+    def check(name: str, value: object) -> None:
+        if not isinstance(value, cls):
+            _fail(name, want, value)
+
+    return check
+
+
+def _callable(name: str, value: object) -> None:
+    if not callable(value):
+        _fail(name, "a callable str -> str", value)
+
+
+def _objectives(name: str, value: object) -> None:
+    if not isinstance(value, Mapping):
+        _fail(name, "a mapping of agent name (or '*') to Objectives or a mapping", value)
+    for agent, objectives in value.items():
+        _text(f"{name} agent name", agent)
+        Objectives.parse(agent, objectives)
+
+
+def _optional(check: Check) -> Check:
+    def optional(name: str, value: object) -> None:
+        if value is not None:
+            check(name, value)
+
+    return optional
+
+
+_CHECKS: Mapping[str, Check] = {
+    "service_name": _text,
+    "metrics_port": _optional(_int_in(0, 65535)),
+    "metrics_addr": _text,
+    "otlp_endpoint": _optional(_http_url),
+    "objectives": _optional(_objectives),
+    "capture_content": _flag,
+    "redact": _optional(_callable),
+    "max_content_bytes": _int_in(64),
+    "max_duration": _optional(_seconds(zero_ok=False)),
+    "review_threshold": _optional(_ratio),
+    "evaluation_fail_status": _one_of(StepStatus.FAILED.value, StepStatus.NEEDS_REVIEW.value),
+    "log_level": _one_of(*LOG_LEVELS),
+    "registry": _optional(_instance(CollectorRegistry, "a prometheus_client CollectorRegistry")),
+    "tracer_provider": _optional(_instance(trace.TracerProvider, "an OpenTelemetry TracerProvider")),
+    "span_exporter": _optional(_instance(SpanExporter, "an OpenTelemetry SpanExporter")),
+    "tracing": _flag,
+    "set_global_tracer_provider": _flag,
+    "export_timeout": _seconds(zero_ok=False),
+    "shutdown_timeout": _seconds(zero_ok=True),
+    "max_label_values": _int_in(1),
+    "max_agents": _int_in(1),
+    "metrics_certfile": _optional(_path),
+    "metrics_keyfile": _optional(_path),
+    "metrics_client_cafile": _optional(_path),
+    "metrics_client_auth_required": _flag,
+}
+
+
+def check_arguments(args: Mapping[str, Any]) -> None:
+    """ValueError naming the first bad keyword of a configure() call; each keyword has its own check."""
+    for name, value in args.items():
+        _CHECKS[name](name, value)  # a keyword without a check is a KeyError here, in every test
+    if (args["metrics_certfile"] is None) != (args["metrics_keyfile"] is None):
+        raise ValueError("metrics_certfile and metrics_keyfile go together")
+    # asking for client certificates without TLS would silently serve plain HTTP
+    if args["metrics_certfile"] is None and (
+        args["metrics_client_cafile"] is not None or args["metrics_client_auth_required"]
+    ):
+        raise ValueError(
+            "metrics_client_cafile / metrics_client_auth_required need TLS: pass metrics_certfile and metrics_keyfile"
+        )
 
 
 def configure(
@@ -149,7 +299,7 @@ def configure(
     metrics_client_cafile: str | None = None,
     metrics_client_auth_required: bool = False,
 ) -> State:
-    """Turn the library on. Call once at start-up; a second call warns and changes nothing.
+    """Turn the library on. Call once at start-up; a second call checks its arguments, warns, changes nothing.
 
     `metrics_port=None` starts no server (mount `metrics_app()` or read `registry` yourself).
     Traces go to `otlp_endpoint`, else to what the standard `OTEL_EXPORTER_OTLP_*` variables
@@ -157,6 +307,7 @@ def configure(
     An application's own TracerProvider is reused, never replaced.
     """
     global _state
+    check_arguments(locals())  # on every call, so a bad argument never passes silently
     with _lock:
         if _state is not None:
             warnings.warn(
@@ -166,44 +317,6 @@ def configure(
                 stacklevel=2,
             )
             return _state
-        _check(isinstance(service_name, str) and bool(service_name.strip()), "service_name must be a non-empty string")
-        _check(
-            metrics_port is None
-            or (isinstance(metrics_port, int) and not isinstance(metrics_port, bool) and 0 <= metrics_port <= 65535),
-            f"metrics_port must be an int in 0..65535 or None, got {metrics_port!r}",
-        )
-        _check(
-            isinstance(max_content_bytes, int) and max_content_bytes >= 64,
-            f"max_content_bytes must be an int >= 64, got {max_content_bytes!r}",
-        )
-        _check(
-            max_duration is None or (isinstance(max_duration, int | float) and max_duration > 0),
-            f"max_duration must be > 0 seconds or None, got {max_duration!r}",
-        )
-        _check(
-            review_threshold is None or (isinstance(review_threshold, int | float) and 0 <= review_threshold <= 1),
-            f"review_threshold must be in [0, 1] or None, got {review_threshold!r}",
-        )
-        _check(
-            evaluation_fail_status in (StepStatus.FAILED, StepStatus.NEEDS_REVIEW),
-            f"evaluation_fail_status must be 'failed' or 'needs_review', got {evaluation_fail_status!r}",
-        )
-        _check(log_level in LOG_LEVELS, f"log_level must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
-        _check(redact is None or callable(redact), "redact must be a callable str -> str")
-        _check(isinstance(max_label_values, int) and max_label_values >= 1, "max_label_values must be >= 1")
-        _check(isinstance(max_agents, int) and max_agents >= 1, "max_agents must be >= 1")
-        _check(export_timeout > 0 and shutdown_timeout >= 0, "export_timeout must be > 0, shutdown_timeout >= 0")
-        _check(
-            otlp_endpoint is None or (isinstance(otlp_endpoint, str) and "://" in otlp_endpoint),
-            f"otlp_endpoint must be a URL like http://localhost:4318, got {otlp_endpoint!r}",
-        )
-        _check(
-            (metrics_certfile is None) == (metrics_keyfile is None), "metrics_certfile and metrics_keyfile go together"
-        )
-        _check(  # asking for client certificates without TLS would silently serve plain HTTP
-            metrics_certfile is not None or (metrics_client_cafile is None and not metrics_client_auth_required),
-            "metrics_client_cafile / metrics_client_auth_required need TLS: pass metrics_certfile and metrics_keyfile",
-        )
         parsed = {str(a): Objectives.parse(a, o) for a, o in (objectives or {}).items()}
 
         settings = Settings(
@@ -213,8 +326,8 @@ def configure(
             max_content_bytes=max_content_bytes,
             max_duration=float(max_duration) if max_duration else None,
             review_threshold=review_threshold,
-            evaluation_fail_status=str(evaluation_fail_status),
-            log_level=LOG_LEVELS[log_level],
+            evaluation_fail_status=evaluation_fail_status.lower(),
+            log_level=LOG_LEVELS[log_level.lower()],
             objectives=parsed,
         )
         warn = RateLimitedWarnings()
@@ -255,13 +368,23 @@ def configure(
             except OSError as exc:
                 if setup.processor is not None:
                     setup.processor.shutdown()
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                    hint = "port in use or not allowed? pass another metrics_port/metrics_addr, or metrics_port=None"
-                else:  # e.g. a certificate file that cannot be read: name it, not the port
-                    hint = "check metrics_certfile, metrics_keyfile and metrics_client_cafile"
+                hint = _bind_hint(exc, tls=metrics_certfile is not None)
                 raise ValueError(f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc} ({hint})") from exc
         _state = state
         return state
+
+
+def _bind_hint(exc: OSError, *, tls: bool) -> str:
+    """What to change when /metrics cannot be served: the address, the port, or the TLS files."""
+    if isinstance(exc, socket.gaierror):
+        return "metrics_addr is neither an IP address nor a host name that resolves: pass e.g. 127.0.0.1 or 0.0.0.0"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "metrics_addr is not an address of this machine: pass one it has, e.g. 127.0.0.1 or 0.0.0.0"
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return "port in use or not allowed? pass another metrics_port, or metrics_port=None"
+    if tls:  # e.g. a certificate file that cannot be read: name the files, not the port
+        return "check metrics_certfile, metrics_keyfile and metrics_client_cafile"
+    return "check metrics_addr and metrics_port"
 
 
 def _serving_registry(registry: CollectorRegistry) -> CollectorRegistry:
