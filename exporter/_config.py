@@ -24,14 +24,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from . import semconv as sc
+from ._version import __version__ as __version__  # re-exported by exporter/__init__.py
 from .content import DEFAULT_MAX_BYTES, Redactor
 from .exposition import make_metrics_app, start_metrics_server
 from .logs import RateLimitedWarnings, get_logger
 from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
 from .semconv import DropReason, StepStatus
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
-
-__version__ = "0.1.0"
 
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 100}
 
