@@ -295,6 +295,7 @@ def test_dashboards_link_to_each_other_and_to_jaeger() -> None:
         assert any(u.startswith("/explore") and "jaeger" in u for u in urls)
 
 
+@pytest.mark.servers
 def test_promql_parses_with_promtool(tmp_path: Path) -> None:
     """Every substituted panel query is valid PromQL for promtool (run as recording rule expressions)."""
     promtool = shutil.which("promtool")
