@@ -78,6 +78,15 @@ def test_ci_runs_the_readme_test_command():
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
 
 
+def test_ci_lints_first_and_kills_nothing_by_name():
+    """.ci/run runs ruff and mypy before the tests, and stops no process by name."""
+    script = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    order = [next(i for i, c in enumerate(commands) if tool in c) for tool in ("ruff check", "mypy", "pytest")]
+    assert order == sorted(order)
+    assert not re.search(r"\b(pkill|killall)\b", "\n".join(commands))
+
+
 def test_readme_example_runs_as_written(tmp_path):
     """The README's instrumentation example runs as written and records what it says."""
     section = README.split("## Instrument your agent", 1)[1]
