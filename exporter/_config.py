@@ -10,19 +10,18 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
-import os
 import socket
 import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeGuard
-from urllib.parse import urlsplit
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
+from . import _checks as c
 from . import semconv as sc
 from ._version import __version__ as __version__  # re-exported by exporter/__init__.py
 from .content import DEFAULT_MAX_BYTES, Redactor
@@ -120,138 +119,43 @@ def current() -> State | None:
     return _state
 
 
-# --------------------------------------------------------------------------------------------
-# Argument checks: one small check per keyword, run on every configure() call (the first or not)
-# --------------------------------------------------------------------------------------------
-
-Check = Callable[[str, Any], None]
-
-
-def _fail(name: str, want: str, value: object) -> NoReturn:
-    raise ValueError(f"{name} must be {want}, got {value!r}")
-
-
-def _flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        _fail(name, "True or False", value)
-
-
-def _text(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        _fail(name, "a non-empty string", value)
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    """A finite int or float; True/False are flags, not numbers."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int_in(low: int, high: int | None = None) -> Check:
-    want = f"an int in {low}..{high}" if high is not None else f"an int >= {low}"
-
-    def check(name: str, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            _fail(name, want, value)
-
-    return check
-
-
-def _seconds(*, zero_ok: bool) -> Check:
-    want = "a finite number of seconds " + (">= 0" if zero_ok else "> 0")
-
-    def check(name: str, value: object) -> None:
-        if not _is_number(value) or value < 0 or (value == 0 and not zero_ok):
-            _fail(name, want, value)
-
-    return check
-
-
-def _ratio(name: str, value: object) -> None:
-    if not _is_number(value) or not 0 <= value <= 1:
-        _fail(name, "a number in [0, 1]", value)
-
-
-def _one_of(*choices: str) -> Check:
-    def check(name: str, value: object) -> None:
-        if not isinstance(value, str) or value.lower() not in choices:
-            _fail(name, f"one of {list(choices)} (any case)", value)
-
-    return check
-
-
-def _http_url(name: str, value: object) -> None:
-    want = "an http:// or https:// URL with a host, like http://localhost:4318"
-    if not isinstance(value, str):
-        _fail(name, want, value)
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0..65535
-    except ValueError:
-        _fail(name, want, value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        _fail(name, want, value)
-
-
-def _path(name: str, value: object) -> None:
-    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
-        _fail(name, "a file path", value)
-
-
-def _instance(cls: type, want: str) -> Check:
-    def check(name: str, value: object) -> None:
-        if not isinstance(value, cls):
-            _fail(name, want, value)
-
-    return check
-
-
-def _callable(name: str, value: object) -> None:
-    if not callable(value):
-        _fail(name, "a callable str -> str", value)
+# configure()'s keywords, each with its own check (exporter/_checks.py), run on every call
 
 
 def _objectives(name: str, value: object) -> None:
     if not isinstance(value, Mapping):
-        _fail(name, "a mapping of agent name (or '*') to Objectives or a mapping", value)
+        c.fail(name, "a mapping of agent name (or '*') to Objectives or a mapping", value)
     for agent, objectives in value.items():
-        _text(f"{name} agent name", agent)
+        c.text(f"{name} agent name", agent)
         Objectives.parse(agent, objectives)
 
 
-def _optional(check: Check) -> Check:
-    def optional(name: str, value: object) -> None:
-        if value is not None:
-            check(name, value)
-
-    return optional
-
-
-_CHECKS: Mapping[str, Check] = {
-    "service_name": _text,
-    "metrics_port": _optional(_int_in(0, 65535)),
-    "metrics_addr": _text,
-    "otlp_endpoint": _optional(_http_url),
-    "objectives": _optional(_objectives),
-    "capture_content": _flag,
-    "redact": _optional(_callable),
-    "max_content_bytes": _int_in(64),
-    "max_duration": _optional(_seconds(zero_ok=False)),
-    "review_threshold": _optional(_ratio),
-    "evaluation_fail_status": _one_of(StepStatus.FAILED.value, StepStatus.NEEDS_REVIEW.value),
-    "log_level": _one_of(*LOG_LEVELS),
-    "registry": _optional(_instance(CollectorRegistry, "a prometheus_client CollectorRegistry")),
-    "tracer_provider": _optional(_instance(trace.TracerProvider, "an OpenTelemetry TracerProvider")),
-    "span_exporter": _optional(_instance(SpanExporter, "an OpenTelemetry SpanExporter")),
-    "tracing": _flag,
-    "set_global_tracer_provider": _flag,
-    "export_timeout": _seconds(zero_ok=False),
-    "shutdown_timeout": _seconds(zero_ok=True),
-    "max_label_values": _int_in(1),
-    "max_agents": _int_in(1),
-    "metrics_certfile": _optional(_path),
-    "metrics_keyfile": _optional(_path),
-    "metrics_client_cafile": _optional(_path),
-    "metrics_client_auth_required": _flag,
+_CHECKS: Mapping[str, c.Check] = {
+    "service_name": c.text,
+    "metrics_port": c.optional(c.int_in(0, 65535)),
+    "metrics_addr": c.text,
+    "otlp_endpoint": c.optional(c.http_url),
+    "objectives": c.optional(_objectives),
+    "capture_content": c.flag,
+    "redact": c.optional(c.is_callable),
+    "max_content_bytes": c.int_in(64),
+    "max_duration": c.optional(c.seconds(zero_ok=False)),
+    "review_threshold": c.optional(c.ratio),
+    "evaluation_fail_status": c.one_of(StepStatus.FAILED.value, StepStatus.NEEDS_REVIEW.value),
+    "log_level": c.one_of(*LOG_LEVELS),
+    "registry": c.optional(c.instance(CollectorRegistry, "a prometheus_client CollectorRegistry")),
+    "tracer_provider": c.optional(c.instance(trace.TracerProvider, "an OpenTelemetry TracerProvider")),
+    "span_exporter": c.optional(c.instance(SpanExporter, "an OpenTelemetry SpanExporter")),
+    "tracing": c.flag,
+    "set_global_tracer_provider": c.flag,
+    "export_timeout": c.seconds(zero_ok=False),
+    "shutdown_timeout": c.seconds(zero_ok=True),
+    "max_label_values": c.int_in(1),
+    "max_agents": c.int_in(1),
+    "metrics_certfile": c.optional(c.path),
+    "metrics_keyfile": c.optional(c.path),
+    "metrics_client_cafile": c.optional(c.path),
+    "metrics_client_auth_required": c.flag,
 }
 
 
