@@ -10,15 +10,20 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
+import socket
 import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
+from . import _checks as c
 from . import semconv as sc
+from ._version import __version__ as __version__  # re-exported by exporter/__init__.py
 from .bridge import install as install_bridge
 from .content import DEFAULT_MAX_BYTES, Redactor
 from .exposition import make_metrics_app, start_metrics_server
@@ -27,8 +32,6 @@ from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, mult
 from .recorder import Recorder
 from .semconv import DropReason, StepStatus
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
-
-__version__ = "0.1.0"
 
 LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 100}
 
@@ -65,7 +68,7 @@ class Objectives:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(value) - known
         if unknown:
-            raise ValueError(f"unknown objective(s) {sorted(unknown)} for {agent!r}; known: {sorted(known)}")
+            raise ValueError(f"unknown objective(s) {sorted(map(str, unknown))} for {agent!r}; known: {sorted(known)}")
         return cls(**dict(value))
 
 
@@ -123,9 +126,60 @@ def current() -> State | None:
     return _state
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ValueError(message)
+# configure()'s keywords, each with its own check (exporter/_checks.py), run on every call
+
+
+def _objectives(name: str, value: object) -> None:
+    if not isinstance(value, Mapping):
+        c.fail(name, "a mapping of agent name (or '*') to Objectives or a mapping", value)
+    for agent, objectives in value.items():
+        c.text(f"{name} agent name", agent)
+        Objectives.parse(agent, objectives)
+
+
+_CHECKS: Mapping[str, c.Check] = {
+    "service_name": c.text,
+    "metrics_port": c.optional(c.int_in(0, 65535)),
+    "metrics_addr": c.text,
+    "otlp_endpoint": c.optional(c.http_url),
+    "objectives": c.optional(_objectives),
+    "capture_content": c.flag,
+    "redact": c.optional(c.is_callable),
+    "max_content_bytes": c.int_in(64),
+    "max_duration": c.optional(c.seconds(zero_ok=False)),
+    "review_threshold": c.optional(c.ratio),
+    "evaluation_fail_status": c.one_of(StepStatus.FAILED.value, StepStatus.NEEDS_REVIEW.value),
+    "log_level": c.one_of(*LOG_LEVELS),
+    "registry": c.optional(c.instance(CollectorRegistry, "a prometheus_client CollectorRegistry")),
+    "tracer_provider": c.optional(c.instance(trace.TracerProvider, "an OpenTelemetry TracerProvider")),
+    "span_exporter": c.optional(c.instance(SpanExporter, "an OpenTelemetry SpanExporter")),
+    "tracing": c.flag,
+    "set_global_tracer_provider": c.flag,
+    "span_metrics": c.flag,
+    "export_timeout": c.seconds(zero_ok=False),
+    "shutdown_timeout": c.seconds(zero_ok=True),
+    "max_label_values": c.int_in(1),
+    "max_agents": c.int_in(1),
+    "metrics_certfile": c.optional(c.path),
+    "metrics_keyfile": c.optional(c.path),
+    "metrics_client_cafile": c.optional(c.path),
+    "metrics_client_auth_required": c.flag,
+}
+
+
+def check_arguments(args: Mapping[str, Any]) -> None:
+    """ValueError naming the first bad keyword of a configure() call; each keyword has its own check."""
+    for name, value in args.items():
+        _CHECKS[name](name, value)  # a keyword without a check is a KeyError here, in every test
+    if (args["metrics_certfile"] is None) != (args["metrics_keyfile"] is None):
+        raise ValueError("metrics_certfile and metrics_keyfile go together")
+    # asking for client certificates without TLS would silently serve plain HTTP
+    if args["metrics_certfile"] is None and (
+        args["metrics_client_cafile"] is not None or args["metrics_client_auth_required"]
+    ):
+        raise ValueError(
+            "metrics_client_cafile / metrics_client_auth_required need TLS: pass metrics_certfile and metrics_keyfile"
+        )
 
 
 def configure(
@@ -157,7 +211,7 @@ def configure(
     metrics_client_cafile: str | None = None,
     metrics_client_auth_required: bool = False,
 ) -> State:
-    """Turn the library on. Call once at start-up; a second call warns and changes nothing.
+    """Turn the library on. Call once at start-up; a second call checks its arguments, warns, changes nothing.
 
     `metrics_port=None` starts no server (mount `metrics_app()` or read `registry` yourself).
     Traces go to `otlp_endpoint` (from a provider of the library's own), else where the
@@ -167,6 +221,7 @@ def configure(
     replaced.
     """
     global _state
+    check_arguments(locals())  # on every call, so a bad argument never passes silently
     with _lock:
         if _state is not None:
             warnings.warn(
@@ -176,44 +231,6 @@ def configure(
                 stacklevel=2,
             )
             return _state
-        _check(isinstance(service_name, str) and bool(service_name.strip()), "service_name must be a non-empty string")
-        _check(
-            metrics_port is None
-            or (isinstance(metrics_port, int) and not isinstance(metrics_port, bool) and 0 <= metrics_port <= 65535),
-            f"metrics_port must be an int in 0..65535 or None, got {metrics_port!r}",
-        )
-        _check(
-            isinstance(max_content_bytes, int) and max_content_bytes >= 64,
-            f"max_content_bytes must be an int >= 64, got {max_content_bytes!r}",
-        )
-        _check(
-            max_duration is None or (isinstance(max_duration, int | float) and max_duration > 0),
-            f"max_duration must be > 0 seconds or None, got {max_duration!r}",
-        )
-        _check(
-            review_threshold is None or (isinstance(review_threshold, int | float) and 0 <= review_threshold <= 1),
-            f"review_threshold must be in [0, 1] or None, got {review_threshold!r}",
-        )
-        _check(
-            evaluation_fail_status in (StepStatus.FAILED, StepStatus.NEEDS_REVIEW),
-            f"evaluation_fail_status must be 'failed' or 'needs_review', got {evaluation_fail_status!r}",
-        )
-        _check(log_level in LOG_LEVELS, f"log_level must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
-        _check(redact is None or callable(redact), "redact must be a callable str -> str")
-        _check(isinstance(max_label_values, int) and max_label_values >= 1, "max_label_values must be >= 1")
-        _check(isinstance(max_agents, int) and max_agents >= 1, "max_agents must be >= 1")
-        _check(export_timeout > 0 and shutdown_timeout >= 0, "export_timeout must be > 0, shutdown_timeout >= 0")
-        _check(
-            otlp_endpoint is None or (isinstance(otlp_endpoint, str) and "://" in otlp_endpoint),
-            f"otlp_endpoint must be a URL like http://localhost:4318, got {otlp_endpoint!r}",
-        )
-        _check(
-            (metrics_certfile is None) == (metrics_keyfile is None), "metrics_certfile and metrics_keyfile go together"
-        )
-        _check(  # asking for client certificates without TLS would silently serve plain HTTP
-            metrics_certfile is not None or (metrics_client_cafile is None and not metrics_client_auth_required),
-            "metrics_client_cafile / metrics_client_auth_required need TLS: pass metrics_certfile and metrics_keyfile",
-        )
         parsed = {str(a): Objectives.parse(a, o) for a, o in (objectives or {}).items()}
 
         settings = Settings(
@@ -223,8 +240,8 @@ def configure(
             max_content_bytes=max_content_bytes,
             max_duration=float(max_duration) if max_duration else None,
             review_threshold=review_threshold,
-            evaluation_fail_status=str(evaluation_fail_status),
-            log_level=LOG_LEVELS[log_level],
+            evaluation_fail_status=evaluation_fail_status.lower(),
+            log_level=LOG_LEVELS[log_level.lower()],
             objectives=parsed,
         )
         warn = RateLimitedWarnings(min_level=settings.log_level)  # log_level='off' silences warnings too
@@ -268,13 +285,23 @@ def configure(
                 )
             except OSError as exc:
                 setup.shutdown()
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                    hint = "port in use or not allowed? pass another metrics_port/metrics_addr, or metrics_port=None"
-                else:  # e.g. a certificate file that cannot be read: name it, not the port
-                    hint = "check metrics_certfile, metrics_keyfile and metrics_client_cafile"
+                hint = _bind_hint(exc, tls=metrics_certfile is not None)
                 raise ValueError(f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc} ({hint})") from exc
         _state = state
         return state
+
+
+def _bind_hint(exc: OSError, *, tls: bool) -> str:
+    """What to change when /metrics cannot be served: the address, the port, or the TLS files."""
+    if isinstance(exc, socket.gaierror):
+        return "metrics_addr is neither an IP address nor a host name that resolves: pass e.g. 127.0.0.1 or 0.0.0.0"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "metrics_addr is not an address of this machine: pass one it has, e.g. 127.0.0.1 or 0.0.0.0"
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return "port in use or not allowed? pass another metrics_port, or metrics_port=None"
+    if tls:  # e.g. a certificate file that cannot be read: name the files, not the port
+        return "check metrics_certfile, metrics_keyfile and metrics_client_cafile"
+    return "check metrics_addr and metrics_port"
 
 
 def _serving_registry(registry: CollectorRegistry) -> CollectorRegistry:

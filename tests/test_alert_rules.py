@@ -49,6 +49,7 @@ def test_rule_files_exist_outside_alertmanager_config() -> None:
     assert [p.name for p in RULE_FILES] == ["agent-rules.yml"]
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda p: p.name)
 def test_promtool_check_rules(rule_file: Path) -> None:
     """promtool check rules passes on every rule file."""
@@ -56,6 +57,7 @@ def test_promtool_check_rules(rule_file: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.servers
 def test_promtool_check_rules_short_params(tmp_path: Path) -> None:
     """The rules rendered with an end-to-end test's short windows are valid too."""
     path = tmp_path / "short.yml"
@@ -64,6 +66,7 @@ def test_promtool_check_rules_short_params(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.name)
 def test_promtool_test_rules(suite: Path) -> None:
     """The promtool unit-test suite passes."""
@@ -125,6 +128,7 @@ def test_bad_params_raise() -> None:
         render.Params(for_durations={"NoSuchAlert": "1m"})
 
 
+@pytest.mark.servers
 def test_amtool_check_config() -> None:
     """amtool check-config passes on the Alertmanager configuration and its templates."""
     result = _run(_tool("amtool"), "check-config", AM_CONFIG)
@@ -132,6 +136,7 @@ def test_amtool_check_config() -> None:
     assert "1 templates" in result.stdout
 
 
+@pytest.mark.servers
 def test_amtool_check_short_config(tmp_path: Path) -> None:
     """The configuration rendered for an end-to-end test is valid too."""
     path = tmp_path / "alertmanager.yml"
@@ -140,6 +145,7 @@ def test_amtool_check_short_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
@@ -157,6 +163,7 @@ def test_amtool_routes(labels: list[str], receiver: str) -> None:
     assert result.stdout.strip() == receiver
 
 
+@pytest.mark.servers
 def test_amtool_routes_reject_wrong_receiver() -> None:
     """A warning does not go to the critical receiver (the route test can fail)."""
     result = _run(_tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}",
@@ -164,6 +171,7 @@ def test_amtool_routes_reject_wrong_receiver() -> None:
     assert result.returncode != 0
 
 
+@pytest.mark.servers
 def test_slack_template_renders() -> None:
     """The Slack templates parse and render with amtool's example data."""
     glob = str(RULES_DIR / "alertmanager" / "templates" / "*.tmpl")

@@ -96,6 +96,7 @@ def _names(attachment: dict[str, Any], agent: str, alert: str) -> bool:
     return f"{alert} · agent {agent} " in title and f"Agent {agent} " in text
 
 
+@pytest.mark.servers
 def test_failing_agent_reaches_slack_and_healthy_agent_stays_quiet(
     tmp_path: Path,
     library_port: int,

@@ -22,6 +22,7 @@ SECTIONS = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_smoke_run_prints_and_writes_every_section(tmp_path: Path) -> None:
     """`python3 -m benchmarks --smoke` exits 0 and prints and writes a table for every section."""

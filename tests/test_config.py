@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 import warnings
 
 import pytest
@@ -11,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import exporter
 from exporter import testing
+from tests.servers import free_port
 
 
 @pytest.mark.parametrize(
@@ -40,6 +43,94 @@ def test_programmer_errors_raise_value_error_at_once(kwargs):
     with pytest.raises(ValueError):
         exporter.configure(**kwargs)
     assert exporter.registry() is None
+
+
+CONFIGURE_KEYWORDS = list(inspect.signature(exporter.configure).parameters)
+
+
+@pytest.mark.parametrize("keyword", CONFIGURE_KEYWORDS)
+def test_every_keyword_is_checked(keyword):
+    """Each configure() keyword refuses a value of no sensible type with a ValueError naming it."""
+    kwargs = {"metrics_port": None, keyword: object()}
+    with pytest.raises(ValueError, match=keyword):
+        exporter.configure(**kwargs)
+    assert exporter.registry() is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"capture_content": "yes"},
+        {"capture_content": 0},
+        {"tracing": "no"},
+        {"set_global_tracer_provider": 1},
+        {"metrics_client_auth_required": "yes", "metrics_certfile": "c.pem", "metrics_keyfile": "k.pem"},
+        {"export_timeout": "5"},
+        {"export_timeout": math.inf},
+        {"export_timeout": True},
+        {"shutdown_timeout": "1"},
+        {"max_duration": True},
+        {"max_duration": math.inf},
+        {"review_threshold": True},
+        {"max_label_values": True},
+        {"max_agents": True},
+        {"max_content_bytes": 1000.0},
+        {"log_level": ["info"]},
+        {"metrics_addr": 127001},
+        {"registry": "default"},
+        {"tracer_provider": "global"},
+        {"span_exporter": "console"},
+        {"objectives": {1: {"completion_ratio": 0.9}}},
+    ],
+    ids=repr,
+)
+def test_wrong_types_are_value_errors(kwargs):
+    """A flag that is not a bool, a number that is a string, bool or infinite, a wrong object: ValueError."""
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        exporter.configure(metrics_port=None, **kwargs)
+    assert exporter.registry() is None
+
+
+def test_objectives_not_a_mapping_is_a_value_error():
+    """objectives=[...] is a ValueError naming objectives, not an AttributeError."""
+    with pytest.raises(ValueError, match="objectives"):
+        exporter.configure(metrics_port=None, objectives=[{"completion_ratio": 0.9}])
+
+
+@pytest.mark.parametrize(("level", "number"), [("DEBUG", 10), ("Warning", 30), ("OFF", 100)])
+def test_log_level_accepts_any_case(level, number):
+    """log_level="DEBUG" means what "debug" means."""
+    state = exporter.configure(metrics_port=None, log_level=level, set_global_tracer_provider=False)
+    assert state.settings.log_level == number
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["ftp://x", "x://localhost:4318", "http://", "https:///v1/traces", "http://host:99999", "//host:4318"]
+)
+def test_otlp_endpoint_must_be_http_with_a_host(endpoint):
+    """otlp_endpoint is an http:// or https:// URL with a host; anything else is refused at once."""
+    with pytest.raises(ValueError, match="otlp_endpoint"):
+        exporter.configure(metrics_port=None, otlp_endpoint=endpoint)
+
+
+@pytest.mark.parametrize("addr", ["256.1.1.1", "no-such-host.invalid"])
+def test_bind_failure_on_a_bad_address_names_the_address(addr):
+    """An address that cannot be bound is blamed, not the TLS files nobody passed."""
+    with pytest.raises(ValueError, match="metrics_addr") as raised:
+        exporter.configure(metrics_port=free_port(), metrics_addr=addr, tracing=False)
+    assert "certfile" not in str(raised.value)
+    assert exporter.registry() is None
+
+
+def test_second_configure_with_invalid_arguments_raises():
+    """A second call is checked too: an invalid argument is a ValueError, and the first configuration stays."""
+    first = exporter.configure(metrics_port=None, service_name="one", set_global_tracer_provider=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="capture_content"):
+            exporter.configure(metrics_port=None, capture_content="yes")
+    assert exporter.registry() is first.metrics.registry
 
 
 def test_unconfigured_is_a_cheap_no_op():

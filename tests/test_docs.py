@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -77,6 +78,15 @@ def test_ci_runs_the_readme_test_command():
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
 
 
+def test_ci_lints_first_and_kills_nothing_by_name():
+    """.ci/run runs ruff and mypy before the tests, and stops no process by name."""
+    script = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    order = [next(i for i, c in enumerate(commands) if tool in c) for tool in ("ruff check", "mypy", "pytest")]
+    assert order == sorted(order)
+    assert not re.search(r"\b(pkill|killall)\b", "\n".join(commands))
+
+
 def test_readme_example_runs_as_written(tmp_path):
     """The README's instrumentation example runs as written and records what it says."""
     section = README.split("## Instrument your agent", 1)[1]
@@ -104,3 +114,46 @@ def test_readme_example_runs_as_written(tmp_path):
     out = dict(line.split() for line in proc.stdout.splitlines() if line.split()[0] in
                {"completed", "steps", "tokens", "branch"})
     assert out == {"completed": "1.0", "steps": "1.0", "tokens": "812.0", "branch": "1.0"}
+
+
+def test_tests_that_start_servers_must_be_marked(tmp_path):
+    """An unmarked test that starts a server binary or asks for a server fixture fails; marked ones pass."""
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.servers", "tests.marks"]\n')
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    servers: starts a real server binary\n")
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent(
+        """
+        import contextlib, subprocess, sys
+        import pytest
+
+        def run(program, **kwargs):
+            with contextlib.suppress(OSError):  # the binary need not be installed: starting it is the offence
+                subprocess.run(program, capture_output=True, timeout=30, **kwargs)
+
+        def test_unmarked_starts_promtool():
+            run(["promtool", "--version"])
+
+        def test_unmarked_hands_a_script_the_binary():
+            run([sys.executable, "-c", "pass"], env={"ALERTMANAGER_BIN": "/usr/bin/prometheus-alertmanager"})
+
+        def test_unmarked_uses_a_server_fixture(prometheus_factory):
+            pass
+
+        @pytest.mark.servers
+        def test_marked_starts_promtool():
+            run(["/usr/bin/promtool", "--version"])
+
+        def test_offline_runs_python():
+            run([sys.executable, "-c", "pass"])
+        """
+    ))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_sample.py"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    flagged = set(re.findall(r"^test_sample\.py::(\w+) (?:starts|uses) .* not marked `servers`", proc.stdout, re.M))
+    assert flagged == {
+        "test_unmarked_starts_promtool",
+        "test_unmarked_hands_a_script_the_binary",
+        "test_unmarked_uses_a_server_fixture",
+    }, proc.stdout
+    assert re.search(r"\b3 errors\b", proc.stdout) and " failed" not in proc.stdout, proc.stdout

@@ -401,6 +401,7 @@ def test_histograms_carry_trace_id_exemplars_in_openmetrics(live_library: int) -
     assert "trace_id" not in _scrape(live_library)
 
 
+@pytest.mark.servers
 def test_promtool_check_metrics_is_clean(live_library: int) -> None:
     """`promtool check metrics` on a real text-format scrape prints nothing."""
     promtool = require_binary("promtool")

@@ -370,6 +370,7 @@ async def test_async_api_under_hostile_input(names: list[Any], score: Any) -> No
         assert cap.total("agent_executions_finished_total") == len(names)
 
 
+@pytest.mark.servers
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(names=st.lists(NAMES, min_size=3, max_size=6), score=SCORES)
 def test_promtool_accepts_sampled_expositions(names: list[Any], score: Any) -> None:

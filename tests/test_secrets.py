@@ -148,6 +148,7 @@ def test_structlog_rendered_output_has_no_secret(capsys: pytest.CaptureFixture[s
     assert_clean("stdout/stderr", out.out + out.err)
 
 
+@pytest.mark.servers
 def test_slack_webhook_url_never_in_alertmanager_log(
     alertmanager_factory: Any, slack_receiver: HttpReceiver, tmp_path: Path
 ) -> None:

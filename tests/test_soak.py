@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import exporter
 from exporter import testing
 from tests.servers import PrometheusServer, free_port
@@ -96,6 +98,8 @@ def asyncio_thread(stop: threading.Event, counter: list[int]) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.servers
+@pytest.mark.slow
 def test_soak_under_real_scrapes(prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path) -> None:
     """Threads + asyncio under 1 s scrapes: no scrape error, books balanced, RSS flat."""
     port = free_port()

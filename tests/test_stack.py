@@ -83,6 +83,7 @@ def docker_compose() -> str:
 # --------------------------------------------------------------------------- acceptance 1
 
 
+@pytest.mark.servers
 def test_compose_file_parses_with_docker_compose() -> None:
     """Debian's docker-compose 1.29 accepts the file (and the collector profile) with `config -q`."""
     binary = docker_compose()
@@ -137,6 +138,7 @@ def test_images_are_pinned_and_ports_bound_to_localhost() -> None:
     assert raw["services"]["otel-collector"]["profiles"] == ["collector"]
 
 
+@pytest.mark.servers
 def test_prometheus_config_passes_promtool_with_the_mounted_rules(tmp_path: Path) -> None:
     """`promtool check config` on the mounted config, rule globs resolved through the mounts."""
     promtool = require_binary("promtool")
@@ -165,6 +167,7 @@ def test_prometheus_scrapes_the_demo_with_the_contract_job_name() -> None:
     assert compose()["services"]["demo"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
 
 
+@pytest.mark.servers
 def test_alertmanager_config_passes_amtool() -> None:
     """`amtool check-config` on the file the compose stack mounts as Alertmanager's config."""
     amtool = require_binary("amtool")
@@ -179,6 +182,7 @@ def test_alertmanager_config_passes_amtool() -> None:
     assert f"/etc/alertmanager/secrets/{PurePosixPath(slack_file).name}" == slack_file
 
 
+@pytest.mark.servers
 def test_alertmanager_starts_from_the_stack_entrypoint_without_a_webhook(tmp_path: Path) -> None:
     """The entrypoint starts a real Alertmanager with the mounted config; alerts show without Slack."""
     binary = require_binary("prometheus-alertmanager", "alertmanager")
