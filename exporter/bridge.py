@@ -12,7 +12,6 @@ what is over them is dropped and counted (`trace_over_budget`), never raised.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -81,7 +80,6 @@ class SpanBridge(SpanProcessor):
         self._open: dict[int, int | None] = {}  # span id -> parent span id, while open
         self._started: dict[int, tuple[Native | None, tuple[str | None, str | None] | None]] = {}
         self._traces: dict[int, _Trace] = {}
-        self._lock = threading.Lock()
         self._stopped = False
 
     # ------------------------------------------------------------------ SpanProcessor
@@ -101,16 +99,14 @@ class SpanBridge(SpanProcessor):
                     native = Native(run.ref, step.name if step is not None and step.run is run else None)
                 else:
                     given = _task.get()
-            with self._lock:
-                if len(self._open) >= self._max_open:
-                    over = True
-                else:
-                    over = False
-                    self._open[sid] = parent.span_id if parent is not None else None
-                    if native is not None or given is not None:
-                        self._started[sid] = (native, given)
-            if over:
+            # Single dict operations are atomic: no lock on the hot path (the budget is approximate
+            # by at most one span per thread).
+            if len(self._open) >= self._max_open:
                 self._drop(DropReason.TRACE_OVER_BUDGET, f"more than {self._max_open} open spans; span not followed")
+                return
+            self._open[sid] = parent.span_id if parent is not None else None
+            if native is not None or given is not None:
+                self._started[sid] = (native, given)
         except Exception as exc:  # noqa: BLE001 - another instrumentation's span must not break the app
             self._drop(DropReason.BAD_SPAN, f"span bridge could not read a started span: {exc!r}")
 
@@ -125,10 +121,9 @@ class SpanBridge(SpanProcessor):
     def shutdown(self) -> None:
         """Stop reading spans (an SDK provider cannot remove a processor: this one goes quiet)."""
         self._stopped = True
-        with self._lock:
-            self._open.clear()
-            self._started.clear()
-            self._traces.clear()
+        self._open.clear()
+        self._started.clear()
+        self._traces.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
@@ -139,20 +134,19 @@ class SpanBridge(SpanProcessor):
         ctx = span.context
         sid, tid = ctx.span_id, ctx.trace_id
         own = _scope(span) == OWN_SCOPE
-        with self._lock:
-            parent_id = self._open.pop(sid, None)
-            info = self._started.pop(sid, None)
-            local_root = parent_id is None or parent_id not in self._open
-            trace = self._traces.get(tid)
-            if own and trace is None:
+        # Each dict operation below is atomic; a child ending after its local root (another
+        # thread, late) finds no parent open and is assembled on its own: nothing is left behind.
+        parent_id = self._open.pop(sid, None)
+        info = self._started.pop(sid, None) if self._started else None
+        local_root = parent_id is None or parent_id not in self._open
+        trace = self._traces.get(tid)
+        if trace is None:
+            if own:
                 return  # no framework span in this trace: nothing to map
-            if trace is None:
-                if len(self._traces) >= self._max_traces:
-                    trace = None
-                else:
-                    trace = self._traces[tid] = _Trace()
-            if trace is not None and local_root:
-                del self._traces[tid]
+            if len(self._traces) < self._max_traces:
+                trace = self._traces.setdefault(tid, _Trace())
+        if trace is not None and local_root:
+            self._traces.pop(tid, None)
         if trace is None:
             self._drop(
                 DropReason.TRACE_OVER_BUDGET, f"more than {self._max_traces} open traces with framework spans"
@@ -161,7 +155,7 @@ class SpanBridge(SpanProcessor):
         if len(trace.spans) >= self._max_spans:
             self._drop(DropReason.TRACE_OVER_BUDGET, f"a trace has more than {self._max_spans} spans; span ignored")
         else:
-            trace.spans.append(_summary(span, parent_id, own))
+            trace.spans.append(_summary(span, parent_id, OWN_SCOPE if own else _scope(span)))
         if info is not None:
             if info[0] is not None:
                 trace.natives[sid] = info[0]
@@ -214,7 +208,7 @@ def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
     return span.attributes or {}
 
 
-def _summary(span: ReadableSpan, parent_id: int | None, own: bool) -> SpanSummary:
+def _summary(span: ReadableSpan, parent_id: int | None, scope: str | None) -> SpanSummary:
     attrs = _attributes(span)
     status = span.status
     events = [(e.name, e.attributes or {}) for e in span.events] if span.events else []
@@ -223,7 +217,7 @@ def _summary(span: ReadableSpan, parent_id: int | None, own: bool) -> SpanSummar
         parent_id if parent_id is not None else (span.parent.span_id if span.parent is not None else None),
         span.name,
         attrs,
-        OWN_SCOPE if own else _scope(span),
+        scope,
         not status.is_ok and not status.is_unset,
         status.description,
         events,

@@ -193,7 +193,8 @@ def _cause(error: str) -> str:
 
 
 class Subtree:
-    """An ended span and its ended descendants, indexed for the walk."""
+    """An ended span and its ended descendants, indexed for the walk (order does not matter:
+    everything derived from it is a count)."""
 
     def __init__(self, spans: Sequence[SpanSummary]) -> None:
         self.by_id = {s.span_id: s for s in spans}
@@ -201,19 +202,21 @@ class Subtree:
         for s in spans:
             if s.parent_id is not None and s.parent_id in self.by_id:
                 self.children.setdefault(s.parent_id, []).append(s)
-        for kids in self.children.values():
-            kids.sort(key=lambda s: s.start_ns)
 
     def roots(self) -> list[SpanSummary]:
-        return sorted((s for s in self.by_id.values() if s.parent_id not in self.by_id), key=lambda s: s.start_ns)
+        by_id = self.by_id
+        return [s for s in by_id.values() if s.parent_id not in by_id]
 
     def walk(self, span: SpanSummary) -> Iterable[SpanSummary]:
-        """`span`'s descendants, depth first, in start order."""
-        stack = list(reversed(self.children.get(span.span_id, ())))
+        """`span` and its descendants, parents before children."""
+        children = self.children
+        stack = [span]
         while stack:
             s = stack.pop()
             yield s
-            stack.extend(reversed(self.children.get(s.span_id, ())))
+            kids = children.get(s.span_id)
+            if kids:
+                stack.extend(kids)
 
 
 def assemble(
@@ -255,7 +258,7 @@ def _visit(
         # Framework spans inside a native execution: its steps, tools and tokens, no new execution.
         inside = found or native
         assert inside is not None
-        _contents(tree, span, inside.ref, inside.step, out, include_self=True)
+        _contents(tree, span, inside.ref, inside.step, out)
         return
     elif span.role in (AGENT, CHAIN):
         _execution(tree, span, out, trace_id, exemplar, task)
@@ -272,69 +275,83 @@ def _execution(
     exemplar: Mapping[str, str] | None,
     task: Mapping[int, tuple[str | None, str | None]],
 ) -> None:
-    below = list(tree.walk(root))
-    agent = root.agent or next((s.agent for s in below if s.agent and s.role != NODE), None) or root.name
     given = task.get(root.span_id, (None, None))
+    span_hex = format(root.span_id, "016x")
     trigger = given[0] or root.trigger or sc.UNKNOWN_LABEL_VALUE
-    task_id = given[1] or root.task_id or format(root.span_id, "016x")
-    ref = ExecutionRef(agent, trigger, task_id, trace_id, format(root.span_id, "016x"), exemplar)
-    out.append(ExecutionStarted(ref))
-    scores = _contents(tree, root, ref, None, out, include_self=True)
-    failed = root if root.error else next((s for s in below if s.error and s.role in _STRUCTURE), None)
+    task_id = given[1] or root.task_id or span_hex
+    started = len(out)
+    out.append(ExecutionStarted(ExecutionRef("", "", "")))  # replaced once the agent is known
+    found = _contents(tree, root, None, None, out)
+    agent = root.agent or found.agent or root.name
+    ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar)
+    for i in range(started, len(out)):
+        out[i] = out[i]._replace(ref=ref)
     status, cause, message = sc.ExecutionStatus.COMPLETED.value, None, None
+    failed = root if root.error else found.failed
     if failed is not None:
         status = sc.ExecutionStatus.FAILED.value
-        deepest = _deepest_error(tree, failed)
-        cause = FailureCause.TOOL_ERROR.value if deepest.role == TOOL else _cause(deepest.error or "")
+        origin = _origin(tree, failed)
+        cause = FailureCause.TOOL_ERROR.value if origin.role == TOOL else _cause(origin.error or "")
         message = (failed.error or "")[:1000] or None
+    scores = found.scores
     score = sum(scores) / len(scores) if scores else None
     out.append(ExecutionFinished(ref, status, cause, max(0.0, (root.end_ns - root.start_ns) / 1e9), score, message))
 
 
-def _deepest_error(tree: Subtree, span: SpanSummary) -> SpanSummary:
-    """Follow errored descendants down from a failed span: where the failure started."""
-    deepest = span
-    for s in tree.walk(span):
-        if s.error:
-            deepest = s
-    return deepest
+def _origin(tree: Subtree, span: SpanSummary) -> SpanSummary:
+    """Follow errored children down from a failed span (a tool first): where the failure began."""
+    children = tree.children
+    while True:
+        errored = [c for c in children.get(span.span_id, ()) if c.error]
+        if not errored:
+            return span
+        span = next((c for c in errored if c.role == TOOL), errored[-1])
+
+
+class _Found(NamedTuple):
+    scores: list[float]
+    agent: str | None  # the first agent name met below the execution's span
+    failed: SpanSummary | None  # an errored agent / chain / node span below it
 
 
 def _contents(
-    tree: Subtree,
-    top: SpanSummary,
-    ref: ExecutionRef,
-    native_step: str | None,
-    out: list[Event],
-    *,
-    include_self: bool,
-) -> list[float]:
-    """Steps, tool calls, tokens and evaluations at and below `top`; returns the scores seen."""
+    tree: Subtree, top: SpanSummary, ref: ExecutionRef | None, native_step: str | None, out: list[Event]
+) -> _Found:
+    """Steps, tool calls, tokens and evaluations at and below `top`, in one walk.
+
+    `ref` None: events get a placeholder ref the caller replaces (the agent name may be found
+    only below the execution's own span)."""
     scores: list[float] = []
-    spans = [top, *tree.walk(top)] if include_self else list(tree.walk(top))
+    agent: str | None = None
+    failed: SpanSummary | None = None
+    r = ref if ref is not None else ExecutionRef("", "", "")
+    spans = list(tree.walk(top))
     step_of: dict[int, str | None] = {}  # span id -> the step it belongs to
     has_nodes = any(s.role == NODE for s in spans)
     for s in spans:
+        role = s.role
         parent_step = step_of.get(s.parent_id) if s.parent_id is not None else None
         step = parent_step or native_step
-        is_step = False
-        if native_step is None and parent_step is None:
-            if s.role == NODE or (s.role == LLM and not has_nodes):
-                is_step, step = True, s.name
-        step_of[s.span_id] = step
-        if is_step:
+        if native_step is None and parent_step is None and (role == NODE or (role == LLM and not has_nodes)):
+            step = s.name
             status = sc.StepStatus.FAILED.value if s.error else sc.StepStatus.PASSED.value
-            out.append(StepFinished(ref, s.name, status, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
-        if s.role == TOOL and s.tool:
+            out.append(StepFinished(r, s.name, status, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
+        step_of[s.span_id] = step
+        if role == TOOL and s.tool:
             outcome = ToolOutcome.SUCCESS.value
             if s.error:
                 outcome = ToolOutcome.TIMEOUT.value if "timeout" in s.error.lower() else ToolOutcome.ERROR.value
-            out.append(ToolCallFinished(ref, s.tool, outcome, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
-        if s.tokens_in or s.tokens_out:
-            out.append(TokensUsed(ref, step or s.name, s.tokens_in, s.tokens_out))
+            out.append(ToolCallFinished(r, s.tool, outcome, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
+        elif s.tokens_in or s.tokens_out:
+            out.append(TokensUsed(r, step or s.name, s.tokens_in, s.tokens_out))
+        elif s is not top and role in _STRUCTURE:
+            if agent is None and s.agent and role != NODE:
+                agent = s.agent
+            if failed is None and s.error:
+                failed = s
         for name, value, label in s.evaluations:
             result = label if label in ("pass", "fail") else None
-            out.append(EvaluationRecorded(ref, step or ref.agent, name, result, value))
+            out.append(EvaluationRecorded(r, step or "execution", name, result, value))
             if value is not None:
                 scores.append(value)
-    return scores
+    return _Found(scores, agent, failed)
