@@ -92,7 +92,7 @@ class SpanBridge(SpanProcessor):
             parent = span.parent
             native = None
             given = None
-            if _scope(span) != OWN_SCOPE:
+            if span.instrumentation_scope is None or span.instrumentation_scope.name != OWN_SCOPE:
                 run = current_execution_var.get()
                 if run is not None and not run.ended:
                     step = current_step_var.get()
@@ -133,7 +133,8 @@ class SpanBridge(SpanProcessor):
     def _end(self, span: ReadableSpan) -> None:
         ctx = span.context
         sid, tid = ctx.span_id, ctx.trace_id
-        own = _scope(span) == OWN_SCOPE
+        scope = _scope(span)
+        own = scope == OWN_SCOPE
         # Each dict operation below is atomic; a child ending after its local root (another
         # thread, late) finds no parent open and is assembled on its own: nothing is left behind.
         parent_id = self._open.pop(sid, None)
@@ -155,7 +156,7 @@ class SpanBridge(SpanProcessor):
         if len(trace.spans) >= self._max_spans:
             self._drop(DropReason.TRACE_OVER_BUDGET, f"a trace has more than {self._max_spans} spans; span ignored")
         else:
-            trace.spans.append(_summary(span, parent_id, OWN_SCOPE if own else _scope(span)))
+            trace.spans.append(_summary(span, parent_id, scope))
         if info is not None:
             if info[0] is not None:
                 trace.natives[sid] = info[0]

@@ -279,13 +279,10 @@ def _execution(
     span_hex = format(root.span_id, "016x")
     trigger = given[0] or root.trigger or sc.UNKNOWN_LABEL_VALUE
     task_id = given[1] or root.task_id or span_hex
-    started = len(out)
-    out.append(ExecutionStarted(ExecutionRef("", "", "")))  # replaced once the agent is known
-    found = _contents(tree, root, None, None, out)
-    agent = root.agent or found.agent or root.name
+    agent = root.agent or _agent_below(tree, root) or root.name
     ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar)
-    for i in range(started, len(out)):
-        out[i] = out[i]._replace(ref=ref)
+    out.append(ExecutionStarted(ref))
+    found = _contents(tree, root, ref, None, out)
     status, cause, message = sc.ExecutionStatus.COMPLETED.value, None, None
     failed = root if root.error else found.failed
     if failed is not None:
@@ -296,6 +293,14 @@ def _execution(
     scores = found.scores
     score = sum(scores) / len(scores) if scores else None
     out.append(ExecutionFinished(ref, status, cause, max(0.0, (root.end_ns - root.start_ns) / 1e9), score, message))
+
+
+def _agent_below(tree: Subtree, root: SpanSummary) -> str | None:
+    """The first agent name on an agent or chain span below the execution's (OpenAI Agents SDK)."""
+    for s in tree.walk(root):
+        if s.agent and s.role in (AGENT, CHAIN):
+            return s.agent
+    return None
 
 
 def _origin(tree: Subtree, span: SpanSummary) -> SpanSummary:
@@ -310,21 +315,13 @@ def _origin(tree: Subtree, span: SpanSummary) -> SpanSummary:
 
 class _Found(NamedTuple):
     scores: list[float]
-    agent: str | None  # the first agent name met below the execution's span
-    failed: SpanSummary | None  # an errored agent / chain / node span below it
+    failed: SpanSummary | None  # an errored agent / chain / node span below `top`
 
 
-def _contents(
-    tree: Subtree, top: SpanSummary, ref: ExecutionRef | None, native_step: str | None, out: list[Event]
-) -> _Found:
-    """Steps, tool calls, tokens and evaluations at and below `top`, in one walk.
-
-    `ref` None: events get a placeholder ref the caller replaces (the agent name may be found
-    only below the execution's own span)."""
+def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str | None, out: list[Event]) -> _Found:
+    """Steps, tool calls, tokens and evaluations at and below `top`, in one walk."""
     scores: list[float] = []
-    agent: str | None = None
     failed: SpanSummary | None = None
-    r = ref if ref is not None else ExecutionRef("", "", "")
     spans = list(tree.walk(top))
     step_of: dict[int, str | None] = {}  # span id -> the step it belongs to
     has_nodes = any(s.role == NODE for s in spans)
@@ -344,14 +341,11 @@ def _contents(
             out.append(ToolCallFinished(r, s.tool, outcome, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
         elif s.tokens_in or s.tokens_out:
             out.append(TokensUsed(r, step or s.name, s.tokens_in, s.tokens_out))
-        elif s is not top and role in _STRUCTURE:
-            if agent is None and s.agent and role != NODE:
-                agent = s.agent
-            if failed is None and s.error:
-                failed = s
+        elif failed is None and s.error and role in _STRUCTURE and s is not top:
+            failed = s
         for name, value, label in s.evaluations:
             result = label if label in ("pass", "fail") else None
             out.append(EvaluationRecorded(r, step or "execution", name, result, value))
             if value is not None:
                 scores.append(value)
-    return _Found(scores, agent, failed)
+    return _Found(scores, failed)

@@ -161,3 +161,47 @@ def test_private_attribute_path_matches_the_public_one():
     for span in mem.get_finished_spans():
         fast = _attributes(span)
         assert isinstance(fast, dict) and fast == dict(span.attributes or {})
+
+
+def _fresh_globals(monkeypatch) -> None:
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+
+
+def test_app_provider_set_first_gets_the_bridge(monkeypatch):
+    """An application's global provider, set before configure(), gets the bridge (and keeps its exporters)."""
+    from opentelemetry import trace
+
+    _fresh_globals(monkeypatch)
+    app = TracerProvider()
+    trace.set_tracer_provider(app)
+    registry = testing.fresh_registry()
+    exporter.configure(metrics_port=None, registry=registry, span_metrics=True, log_level="off")
+    _agent_run(app)
+    assert testing.metric_total(registry, "agent_executions_finished_total") == 1
+
+
+def test_no_app_provider_set_global_sends_framework_spans_through_the_bridge(monkeypatch):
+    """With no tracing of the app's own, set_global_tracer_provider=True: frameworks on the global provider are seen."""
+    from opentelemetry import trace
+
+    _fresh_globals(monkeypatch)
+    registry = testing.fresh_registry()
+    exporter.configure(
+        metrics_port=None, registry=registry, span_metrics=True, set_global_tracer_provider=True, log_level="off"
+    )
+    _agent_run(trace.get_tracer_provider())  # type: ignore[arg-type]
+    assert testing.metric_total(registry, "agent_executions_finished_total") == 1
+
+
+def test_reset_quiets_the_bridge_left_in_a_provider():
+    """After reset() the bridge stays in the provider (the SDK cannot remove it) but records nothing."""
+    tp = TracerProvider()
+    with testing.capture(span_metrics=True, tracer_provider=tp) as cap:
+        bridge = cap.state.bridge
+    registry = cap.registry
+    _agent_run(tp)
+    assert bridge._stopped and testing.metric_total(registry, "agent_executions_started_total") == 0
