@@ -889,6 +889,37 @@ def section_concurrency(p: Profile) -> Section:
 # ============================================================================ machine
 
 
+def section_bridge(p: Profile, targets: list[Target]) -> Section:
+    """7. span_metrics=True: the span bridge's cost per framework span, and what it delivered."""
+    from benchmarks.bridge import SPANS_PER_RUN, measure
+
+    log("span bridge")
+    rounds = max(3, p.rounds // 3)
+    result = measure(rounds=rounds, batch=100, warmup=1)
+    ps, d = result["per_span"], result["delivered"]
+    cost = ps["with span bridge"] - ps["bare SDK"]
+    sec = Section(
+        "7. Framework spans to metrics (`span_metrics=True`)",
+        intro=(
+            f"A GenAI-shaped framework run ({SPANS_PER_RUN} spans: `invoke_agent`, three `chat` with usage, "
+            "three `execute_tool`) made by a bare SDK TracerProvider and by one with the span bridge, "
+            f"interleaved, {rounds} samples of 100 runs each; median µs per span in the agent's thread."
+        ),
+        header=["variant", "per span", "runs", "executions counted", "tool calls counted", "input tokens counted",
+                "dropped"],
+    )  # fmt: skip
+    runs = int(d["runs"])
+    sec.rows.append(["bare SDK", us(ps["bare SDK"]), "—", "—", "—", "—", "—"])
+    sec.rows.append([
+        "with span bridge", us(ps["with span bridge"]), f"{runs:,}", f"{d['executions']:,.0f}",
+        f"{d['tool_calls']:,.0f} of {3 * runs:,}", f"{d['input_tokens']:,.0f} of {150 * runs:,}",
+        f"{d['dropped']:,.0f}",
+    ])  # fmt: skip
+    sec.notes.append(f"The bridge's cost: {us(cost)} per span (reading it, assembling the run, recording its metrics).")
+    targets.append(Target("span-derived metrics per span", "≤ 2 µs", us(cost), cost <= 2.0))
+    return sec
+
+
 def _machine() -> list[str]:
     cpu = platform.processor() or "unknown"
     try:
@@ -929,6 +960,12 @@ def _machine() -> list[str]:
 
 # Why a target is missed, when it is (what the profile showed; see the sections for the figures).
 CAUSES = {
+    "span-derived metrics per span": (
+        "Span bridge: per span it reads the ended span's attributes (the SDK's own dict), keeps a "
+        "summary until the run's root ends, then assembles the run and records its metrics through "
+        "prometheus_client (an exemplar-carrying histogram observation alone is ~2.3 µs here, FACTS). "
+        "The metric updates are the same ones the native API makes; the mapping itself is the rest."
+    ),
     "Process exit with backend down or slow": (
         "Exit: with a backend that never answers, exit waits the whole `shutdown_timeout` (default "
         "1.5 s) for queued spans and then drops and counts them; the interpreter's own teardown adds "
@@ -988,6 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
     sections.append(section_memory(p, checkpoints, targets))
     sections.append(section_exposition(p, targets))
     sections.append(section_concurrency(p))
+    sections.append(section_bridge(p, targets))
     elapsed = time.monotonic() - t_start
 
     summary = Section(

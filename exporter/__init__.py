@@ -27,6 +27,7 @@ from .api import (
     start_execution,
     step,
 )
+from .bridge import task
 from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
 from .execution import Execution
 from .logs import add_trace_context
@@ -61,4 +62,5 @@ __all__ = [
     "shutdown",
     "start_execution",
     "step",
+    "task",
 ]

@@ -24,10 +24,12 @@ from prometheus_client import CollectorRegistry
 from . import _checks as c
 from . import semconv as sc
 from ._version import __version__ as __version__  # re-exported by exporter/__init__.py
+from .bridge import install as install_bridge
 from .content import DEFAULT_MAX_BYTES, Redactor
 from .exposition import make_metrics_app, start_metrics_server
 from .logs import RateLimitedWarnings, get_logger, own_exporter_logs
 from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
+from .recorder import Recorder
 from .semconv import DropReason, StepStatus
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
 
@@ -100,8 +102,13 @@ class State:
     tracing: TracingSetup
     log: Any
     server: Any = None
+    bridge: Any = None  # the span bridge, with span_metrics=True
     server_thread: Any = None
     warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
+
+    def __post_init__(self) -> None:
+        # The one consumer of events (native API, span bridge): metrics and log events.
+        self.recorder = Recorder(self.metrics, self.log, self.settings.log_level)
 
     def drop(self, reason: DropReason, message: str, amount: float = 1.0) -> None:
         self.metrics.drop(reason, message, amount)
@@ -148,6 +155,7 @@ _CHECKS: Mapping[str, c.Check] = {
     "span_exporter": c.optional(c.instance(SpanExporter, "an OpenTelemetry SpanExporter")),
     "tracing": c.flag,
     "set_global_tracer_provider": c.flag,
+    "span_metrics": c.flag,
     "export_timeout": c.seconds(zero_ok=False),
     "shutdown_timeout": c.seconds(zero_ok=True),
     "max_label_values": c.int_in(1),
@@ -193,6 +201,7 @@ def configure(
     span_exporter: Any = None,
     tracing: bool = True,
     set_global_tracer_provider: bool = False,
+    span_metrics: bool = False,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
@@ -240,7 +249,7 @@ def configure(
         metrics.objective_source = lambda agent: settings.objectives_for(agent).as_dict()
         for agent in parsed:
             if agent != "*":
-                metrics.agent_label(agent)
+                metrics.agent_label(metrics.name(agent, "agent name"))
 
         def on_drop(reason: DropReason, message: str, amount: int) -> None:
             metrics.drop(reason, message, amount)
@@ -261,6 +270,8 @@ def configure(
         if span_exporter is None and setup.processor is not None:
             own_exporter_logs(setup.processor.exporter, warn)  # the library built it: its SDK logs are ours
         state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
+        if span_metrics:  # other instrumentations' spans become the same metrics and log events
+            state.bridge = install_bridge(setup, state.recorder, metrics.drop, exemplars=metrics.exemplars)
         if metrics_port is not None:
             try:
                 state.server, state.server_thread = start_metrics_server(
@@ -343,6 +354,8 @@ def shutdown(timeout: float | None = None) -> None:
     state = _state
     if state is None:
         return
+    if state.bridge is not None:
+        state.bridge.shutdown()  # it stays in the provider it was added to, quiet from now on
     try:
         state.tracing.shutdown(timeout)
     except Exception:  # noqa: BLE001 - shutdown must not raise into the host

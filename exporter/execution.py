@@ -25,6 +25,15 @@ from . import semconv as sc
 from .carrier import CARRIER_VERSION
 from .content import clean_text
 from .errors import cause_of
+from .events import (
+    ExecutionFinished,
+    ExecutionRef,
+    ExecutionResumed,
+    ExecutionRunning,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionWaiting,
+)
 from .metrics import exemplar_of
 from .noop import NOOP_STEP, NoopStep
 from .recording import (
@@ -32,17 +41,13 @@ from .recording import (
     CAUSES,
     COMPLETED,
     CREATED,
-    DEBUG,
     ENDED,
     EXEC_FAILED,
-    INFO,
     KNOWN_TRIGGERS,
-    LOG_METHOD,
     PENDING,
     REASONS,
     RUNNING,
     SUSPENDED,
-    WARNING,
     current_execution_var,
     exc_text,
     hex_ids,
@@ -78,11 +83,13 @@ class Execution:
         max_duration: float | None = None,
         _resume: Mapping[str, Any] | None = None,
     ) -> None:
-        m = state.metrics
+        rec = state.recorder
         self._state = state
-        # Names (cleaned, masked, bounded) go on spans and logs; labels (capped) on metrics only.
-        self.agent, self._agent_label = m.agent_names(agent)
-        self.trigger, self._trigger_label = m.names(self._agent_label, "trigger", trigger)
+        self._rec = rec
+        # Names (cleaned, masked, bounded) go on spans, logs and events; the recorder caps them
+        # for metrics only.
+        self.agent = rec.name(agent, "agent name")
+        self.trigger = rec.name(trigger, "trigger")
         if self.trigger not in KNOWN_TRIGGERS and self.trigger != sc.UNKNOWN_LABEL_VALUE:
             state.warnings.warn(
                 f"trigger:{self.trigger}",
@@ -93,7 +100,7 @@ class Execution:
         self.objectives = state.settings.objectives_for(self.agent)
         md = max_duration if max_duration is not None else state.settings.max_duration
         if md is not None and (not isinstance(md, int | float) or not md > 0):
-            m.drop(DropReason.INVALID_USAGE, f"max_duration {md!r} is not > 0; ignored")
+            rec.drop(DropReason.INVALID_USAGE, f"max_duration {md!r} is not > 0; ignored")
             md = None
         self.max_duration = md
         self.status = sc.ExecutionStatus.PENDING.value if pending else sc.ExecutionStatus.IN_PROGRESS.value
@@ -101,6 +108,7 @@ class Execution:
         # The exemplar labels of every observation this execution makes: built once, shared.
         self.exemplar: dict[str, str] | None = None
         self.span_id: str | None = None
+        self.ref = ExecutionRef(self.agent, self.trigger, self.task_id)  # completed on enter
         self._pending_reason = self._clean_reason(pending) if pending else None
         self._phase = CREATED
         self._lock = threading.Lock()
@@ -131,22 +139,6 @@ class Execution:
             f"pending reason {reason!r} is not one of {sorted(REASONS)}; recorded as 'queued'",
         )
         return PendingReason.QUEUED.value
-
-    def _log(self, level: int, event: str, **kw: Any) -> None:
-        if self._state.logs(level):
-            try:
-                fn = LOG_METHOD[level]
-                fields = {
-                    "trace_id": self.trace_id,
-                    "span_id": self.span_id,
-                    "task_id": self.task_id,
-                    "agent": self.agent,
-                    "trigger": self.trigger,
-                }
-                fields.update(kw)  # a step's event carries the step's span_id
-                getattr(self._state.log, fn)(event, **fields)
-            except Exception as exc:  # noqa: BLE001 - a broken log pipeline must not reach the agent
-                internal_error(self._state, f"logging {event}", exc)
 
     @property
     def ended(self) -> bool:
@@ -197,7 +189,8 @@ class Execution:
         )
         self.trace_id, self.span_id = hex_ids(span)
         # prometheus_client drops exemplars in multiprocess mode: do not build them there.
-        self.exemplar = exemplar_of(self.trace_id) if st.metrics.exemplars else None
+        self.exemplar = exemplar_of(self.trace_id) if self._rec.exemplars else None
+        self.ref = ExecutionRef(self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar)
         self._ctx = trace.set_span_in_context(span, parent)
         self._otel_token = otel_context.attach(self._ctx)
         self._cv_token = current_execution_var.set(self)
@@ -224,52 +217,41 @@ class Execution:
         if "suspended_at" in c:
             waited = max(0.0, time.time() - float(c["suspended_at"]))
             event[sc.ATTR_PENDING_SECONDS] = waited
-            m = self._state.metrics
-            m.child(sc.EXECUTION_PENDING_DURATION, self._agent_label, reason).observe(waited, self.exemplar)
         self._span.add_event(sc.EVENT_RESUMED, event)
+        self._rec.record(ExecutionResumed(self.ref, reason, None, waited))
         self._start_running(resumed=True)
-        self._log(
-            INFO,
-            sc.LOG_EXECUTION_RESUMED,
-            reason=reason,
-            pending_seconds=None if waited is None else round(waited, 3),
-        )
 
     def _start_running(self, resumed: bool = False) -> None:
-        m = self._state.metrics
+        rec = self._rec
         if not self._started:
             self._started = True
-            m.child(sc.EXECUTIONS_STARTED, self._agent_label, self._trigger_label).inc()
-        m.child(sc.EXECUTIONS_IN_PROGRESS, self._agent_label).inc()
+            rec.record(ExecutionStarted(self.ref))
+        rec.record(ExecutionRunning(self.ref, True))
         self.status = sc.ExecutionStatus.IN_PROGRESS.value
         self._phase = RUNNING
         self._run_t0 = time.perf_counter()
         if self.max_duration is not None:
             WATCHDOG.watch(self, time.monotonic() + max(0.0, self.max_duration - self._active))
-        if not resumed:
-            self._log(DEBUG, sc.LOG_EXECUTION_STARTED)
 
     def _enter_pending(self, reason: str) -> None:
         self._pending_reason = reason
         self._pending_since = time.time()
         self._phase = PENDING
         self.status = sc.ExecutionStatus.PENDING.value
-        self._state.metrics.pending_add(self._agent_label, reason, id(self), self._pending_since)
+        self._rec.record(ExecutionWaiting(self.ref, reason, id(self), self._pending_since))
         self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
 
     def _leave_pending(self) -> float:
         reason = self._pending_reason or PendingReason.QUEUED.value
         waited = max(0.0, time.time() - self._pending_since)
-        m = self._state.metrics
-        m.pending_remove(self._agent_label, reason, id(self))
-        m.child(sc.EXECUTION_PENDING_DURATION, self._agent_label, reason).observe(waited, self.exemplar)
+        self._rec.record(ExecutionResumed(self.ref, reason, id(self), waited))
         self._pending_reason = None
         return waited
 
     def _stop_running(self) -> None:
         """Leave the running phase: accumulate active time, leave the in-progress gauge."""
         self._active += time.perf_counter() - self._run_t0
-        self._state.metrics.child(sc.EXECUTIONS_IN_PROGRESS, self._agent_label).dec()
+        self._rec.record(ExecutionRunning(self.ref, False))
         if self.max_duration is not None:
             WATCHDOG.unwatch(self)
 
@@ -301,55 +283,40 @@ class Execution:
                 return False
             was = self._phase
             self._phase = ENDED
-        st = self._state
-        m = st.metrics
+        rec = self._rec
         if was == RUNNING:
             self._stop_running()
         else:
             self._leave_pending()
             if not self._started:  # cancelled or failed while queued: started and finished
                 self._started = True
-                m.child(sc.EXECUTIONS_STARTED, self._agent_label, self._trigger_label).inc()
+                rec.record(ExecutionStarted(self.ref))
         runtime = self._active
         if status == COMPLETED and self.max_duration is not None and runtime > self.max_duration:
             status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
             message = f"execution ran {runtime:.1f}s, over its maximum duration of {self.max_duration:g}s"
         self.status = status
-        ex = self.exemplar
-        m.child(sc.EXECUTIONS_FINISHED, self._agent_label, self._trigger_label, status).inc()
-        m.child(sc.EXECUTION_DURATION, self._agent_label, self._trigger_label, status).observe(runtime, ex)
         attrs: dict[str, Any] = {
             sc.ATTR_TASK_STATUS: status,
             sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
             sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
         }
+        mean = None
         if self._score_n:
             mean = self._score_sum / self._score_n
             attrs[sc.ATTR_TASK_EVALUATION_SCORE] = mean
-            m.child(sc.EXECUTION_EVALUATION_SCORE, self._agent_label, self._trigger_label).observe(mean, ex)
         self._abort_open_steps(cause or FailureCause.ERROR.value if status == EXEC_FAILED else status)
         span = self._span
         if status == EXEC_FAILED:
             cause = cause or FailureCause.ERROR.value
             attrs[sc.ATTR_TASK_FAILURE_CAUSE] = cause
-            m.child(sc.EXECUTION_FAILURES, self._agent_label, self._trigger_label, cause).inc(exemplar=ex)
             if exc is not None:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
                 record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
         span.set_attributes(attrs)
         span.end()
-        if status == EXEC_FAILED:
-            self._log(
-                WARNING,
-                sc.LOG_EXECUTION_FAILED,
-                status=status,
-                cause=cause,
-                error=message,
-                duration_seconds=round(runtime, 6),
-            )
-        else:
-            self._log(INFO, sc.LOG_EXECUTION_FINISHED, status=status, duration_seconds=round(runtime, 6))
+        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message))
         return True
 
     def _abort_open_steps(self, why: str) -> None:
@@ -479,7 +446,7 @@ class Execution:
                 }
             )
             self._span.end()
-            self._log(INFO, sc.LOG_EXECUTION_SUSPENDED, reason=reason)
+            self._rec.record(ExecutionSuspended(self.ref, reason))
             return carrier
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "suspend()", exc)

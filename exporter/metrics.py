@@ -24,6 +24,7 @@ from .semconv import DropReason, MetricSpec
 DEFAULT_MAX_LABEL_VALUES = 100  # distinct step / tool / trigger / path values per agent
 DEFAULT_MAX_AGENTS = 50  # distinct agents per process
 MAX_LABEL_LENGTH = 100  # characters of a label value; longer names are cut
+_MAX_CLEAN_CACHE = 4096  # names remembered as needing no cleaning (a stream of new ones is not)
 
 _GAUGE_MULTIPROCESS_MODES: dict[str, str] = {
     sc.EXECUTIONS_IN_PROGRESS.name: "livesum",
@@ -69,10 +70,10 @@ class Metrics:
         self.exemplars = exemplars and not self.multiprocess
         self._families: dict[str, Any] = {s.name: _make_family(s, self.registry) for s in sc.METRICS}
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
-        self._admitted: dict[tuple[str, str, Hashable], tuple[str, str]] = {}  # (agent, kind, raw) -> name, label
+        self._clean: dict[Hashable, str] = {}  # raw name -> itself, when it needed no cleaning
+        self._admitted: set[tuple[str, str, str]] = set()  # (agent label, kind, name) under the cap
         self._seen: dict[tuple[str, str], set[str]] = {}  # (agent, kind) -> admitted values
-        self._agents: dict[Hashable, tuple[str, str]] = {}  # raw agent -> name, label
-        self._agent_labels: set[str] = set()
+        self._agents: dict[str, str] = {}  # admitted agent name -> label
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], dict[int, float]] = {}
         self._objectives_set: set[str] = set()
@@ -122,62 +123,56 @@ class Metrics:
             value = value[:MAX_LABEL_LENGTH]
         return str(value)
 
-    def agent_names(self, agent: Any) -> tuple[str, str]:
-        """An agent's cleaned name (for spans and logs) and its label (capped at `max_agents`).
+    def name(self, value: Any, kind: str) -> str:
+        """`clean_name`, remembered for names that needed no correction (the hot path's case).
+
+        Names go on spans and logs as they are; only `agent_label` / `label` cap them."""
+        try:
+            return self._clean[value]
+        except (KeyError, TypeError):
+            pass
+        name = self.clean_name(value, kind)
+        if name == value and len(self._clean) < _MAX_CLEAN_CACHE:
+            self._clean[value] = name
+        return name
+
+    def agent_label(self, name: str) -> str:
+        """The metric label for an agent's (cleaned) name, capped at `max_agents` per process.
 
         The cap protects Prometheus only: an agent over it is `__other__` in metrics and keeps
         its own name everywhere else."""
         try:
-            return self._agents[agent]
+            return self._agents[name]
         except (KeyError, TypeError):
             pass
-        name = self.clean_name(agent, "agent name")
         with self._lock:
-            if name not in self._agent_labels and len(self._agent_labels) >= self.max_agents:
+            if name not in self._agents and len(self._agents) >= self.max_agents:
                 label = sc.OTHER_LABEL_VALUE
             else:
-                label = name
-                self._agent_labels.add(name)
-                try:  # cache admitted agents only: memory stays bounded
-                    self._agents[agent] = (name, label)
-                except TypeError:
-                    pass
+                label = self._agents[name] = name  # admitted agents only: memory stays bounded
         if label == sc.OTHER_LABEL_VALUE:
             self.drop(DropReason.LABEL_OVERFLOW, f"more than {self.max_agents} agents; {name!r} -> __other__")
         else:
             self.ensure_objectives(label, None)
-        return name, label
+        return label
 
-    def agent_label(self, agent: Any) -> str:
-        """The label for an agent, capped at `max_agents` distinct agents per process."""
-        return self.agent_names(agent)[1]
-
-    def names(self, agent: str, kind: str, value: Any) -> tuple[str, str]:
-        """A step / tool / trigger / path value's cleaned name and its label, capped per agent and kind."""
-        key = (agent, kind, value)
-        try:
-            return self._admitted[key]
-        except (KeyError, TypeError):
-            pass
-        name = self.clean_name(value, kind)
+    def label(self, agent: str, kind: str, name: str) -> str:
+        """The metric label for a (cleaned) step / tool / trigger / path name, capped per agent and kind."""
+        key = (agent, kind, name)
+        if key in self._admitted:
+            return name
         with self._lock:
             seen = self._seen.setdefault((agent, kind), set())
             if name in seen or len(seen) < self.max_label_values:
                 seen.add(name)
-                label = name
-                try:  # an endless stream of new names must not grow the cache
-                    self._admitted[key] = (name, label)
-                except TypeError:
-                    pass
-            else:
-                label = sc.OTHER_LABEL_VALUE
-        if label == sc.OTHER_LABEL_VALUE:
-            self.drop(
-                DropReason.LABEL_OVERFLOW,
-                f"agent {agent!r} has more than {self.max_label_values} distinct {kind} values; "
-                f"{name[:60]!r} and later ones are recorded as {sc.OTHER_LABEL_VALUE} in metrics",
-            )
-        return name, label
+                self._admitted.add(key)  # an endless stream of new names must not grow this
+                return name
+        self.drop(
+            DropReason.LABEL_OVERFLOW,
+            f"agent {agent!r} has more than {self.max_label_values} distinct {kind} values; "
+            f"{name[:60]!r} and later ones are recorded as {sc.OTHER_LABEL_VALUE} in metrics",
+        )
+        return sc.OTHER_LABEL_VALUE
 
     # ------------------------------------------------------------------ objectives
 

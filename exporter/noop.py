@@ -46,7 +46,6 @@ class NoopStep(_NoopContext):
     __slots__ = ()
     run: NoopExecution
     name = ""
-    label = ""
     tool: str | None = None
     index = 0
     status = ""
@@ -100,6 +99,7 @@ class NoopExecution(_NoopContext):
     trace_id: str | None = None
     span_id: str | None = None
     exemplar: dict[str, str] | None = None
+    ref: Any = None
     ended = False
 
     def step(self, name: Any, tool: Any = None) -> NoopStep:

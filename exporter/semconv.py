@@ -91,6 +91,8 @@ class DropReason(StrEnum):
     EXPORT_FAILURE = "export_failure"  # spans the OTLP exporter could not deliver
     EXPORT_QUEUE_FULL = "export_queue_full"  # spans dropped because the export queue was full
     INTERNAL_ERROR = "internal_error"  # a bug in the library, caught at the boundary
+    BAD_SPAN = "bad_span"  # another instrumentation's span the span bridge could not read
+    TRACE_OVER_BUDGET = "trace_over_budget"  # spans past the span bridge's per-trace or open-trace budget
 
 
 OTHER_LABEL_VALUE: Final = "__other__"  # where label values over the cardinality cap go

@@ -16,6 +16,7 @@ from . import _config
 from . import semconv as sc
 from .content import capture, clean_text
 from .errors import tool_outcome_of
+from .events import BranchTaken, EvaluationRecorded, StepFinished, TokensUsed, ToolCallFinished
 from .noop import NOOP_TOOL_CALL, NoopToolCall
 from .recording import (
     DEBUG,
@@ -42,15 +43,15 @@ class Step:
     """One workflow node inside an execution; a child span and the step metrics."""
 
     __slots__ = (
-        "run", "name", "label", "tool", "index", "status", "_span", "_ctx", "_tokens", "_t0", "_dead",
+        "run", "name", "tool", "index", "status", "_span", "_ctx", "_tokens", "_t0", "_dead",
         "_tin", "_tout", "_attrs", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, run: Execution, name: Any, tool: Any = None) -> None:
         self.run = run
-        m = run._state.metrics
-        self.name, self.label = m.names(run._agent_label, "step", name)
-        self.tool: str | None = m.names(run._agent_label, "tool", tool)[0] if tool is not None else None
+        rec = run._rec
+        self.name = rec.name(name, "step")
+        self.tool: str | None = rec.name(tool, "tool") if tool is not None else None
         self.index = 0
         self.status = PASSED
         self._span: Any = None
@@ -139,7 +140,6 @@ class Step:
 
     def _end(self, exc: BaseException | None, failure: str = "step failed its evaluation") -> None:
         run = self.run
-        st = run._state
         dur = time.perf_counter() - self._t0
         span = self._span
         if exc is not None:
@@ -156,19 +156,9 @@ class Step:
             attrs[sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] = self._tout
         span.set_attributes(attrs)
         span.end()
-        m = st.metrics
-        m.child(sc.STEPS, run._agent_label, self.label, self.status).inc()
-        m.child(sc.STEP_DURATION, run._agent_label, self.label).observe(dur, run.exemplar)
-        if st.logs(DEBUG):
-            run._log(
-                DEBUG,
-                sc.LOG_STEP_FINISHED,
-                step=self.name,
-                step_index=self.index,
-                status=self.status,
-                duration_seconds=round(dur, 6),
-                span_id=hex_ids(span)[1],
-            )
+        rec = run._rec
+        span_id = hex_ids(span)[1] if rec.logs(DEBUG) else None  # only the debug log event shows it
+        rec.record(StepFinished(run.ref, self.name, self.status, dur, self.index, span_id))
 
     def _mark(self, status: str) -> None:
         if STATUS_RANK[status] > STATUS_RANK[self.status]:
@@ -207,29 +197,28 @@ class Step:
                 return None
             run = self.run
             st = run._state
-            m = st.metrics
             value = clean_score(st, score) if score is not None else None
             if passed is not None and not isinstance(passed, bool):
                 passed = bool(passed)
             if passed is None and value is not None:
                 limit = threshold if threshold is not None else run.objectives.min_evaluation_score
                 passed = value >= limit
-            ev_name = m.clean_name(name, "evaluation name")
+            ev_name = run._rec.name(name, "evaluation name")
             event: dict[str, Any] = {sc.ATTR_EVALUATION_NAME: ev_name}
             result = None
             if passed is not None:
                 result = sc.EvaluationResult.PASS.value if passed else sc.EvaluationResult.FAIL.value
                 event[sc.ATTR_EVALUATION_SCORE_LABEL] = result
-                m.child(sc.EVALUATIONS, run._agent_label, self.label, result).inc()
             elif score is None:
-                m.drop(DropReason.INVALID_SCORE, f"evaluation {ev_name!r} has neither a score nor passed")
+                st.drop(DropReason.INVALID_SCORE, f"evaluation {ev_name!r} has neither a score nor passed")
             if value is not None:
                 event[sc.ATTR_EVALUATION_SCORE_VALUE] = value
-                m.child(sc.STEP_EVALUATION_SCORE, run._agent_label, self.label).observe(value, run.exemplar)
                 run._add_score(value)
             if explanation is not None:
                 event[sc.ATTR_EVALUATION_EXPLANATION] = clean_text(explanation, 1024)
             self._span.add_event(sc.EVENT_EVALUATION, event)
+            if result is not None or value is not None:
+                run._rec.record(EvaluationRecorded(run.ref, self.name, ev_name, result, value))
             if passed is False:
                 self._mark(st.settings.evaluation_fail_status)
             elif (
@@ -247,13 +236,10 @@ class Step:
             if not self._alive("record_usage()"):
                 return
             run = self.run
-            m = run._state.metrics
             tin = clean_count(run._state, input_tokens, "input_tokens")
             tout = clean_count(run._state, output_tokens, "output_tokens")
-            if tin:
-                m.child(sc.TOKENS, run._agent_label, self.label, sc.TokenType.INPUT.value).inc(tin)
-            if tout:
-                m.child(sc.TOKENS, run._agent_label, self.label, sc.TokenType.OUTPUT.value).inc(tout)
+            if tin or tout:
+                run._rec.record(TokensUsed(run.ref, self.name, tin, tout))
             self._tin += tin
             self._tout += tout
             run._add_tokens(tin, tout)
@@ -300,25 +286,17 @@ class Step:
             if not self._alive("branch()"):
                 return
             run = self.run
-            m = run._state.metrics
-            path, path_label = m.names(run._agent_label, "path", selected)
+            rec = run._rec
+            path = rec.name(selected, "path")
             others = [clean_text(p, 256) for p in (not_selected or ())]
-            m.child(sc.BRANCH_DECISIONS, run._agent_label, self.label, path_label).inc()
             event: dict[str, Any] = {sc.ATTR_BRANCH_SELECTED: path, sc.ATTR_BRANCH_NOT_SELECTED: others}
             if condition is not None:
                 event[sc.ATTR_BRANCH_CONDITION] = clean_text(condition, 1024)
             if reason is not None:
                 event[sc.ATTR_BRANCH_REASON] = clean_text(reason, 1024)
             self._span.add_event(sc.EVENT_BRANCH_DECISION, event)
-            if run._state.logs(DEBUG):
-                run._log(
-                    DEBUG,
-                    sc.LOG_BRANCH_DECISION,
-                    step=self.name,
-                    selected=path,
-                    not_selected=others,
-                    span_id=hex_ids(self._span)[1],
-                )
+            span_id = hex_ids(self._span)[1] if rec.logs(DEBUG) else None
+            rec.record(BranchTaken(run.ref, self.name, path, others, span_id))
         except Exception as exc:  # noqa: BLE001
             internal_error(self.run._state, "branch()", exc)
 
@@ -349,13 +327,13 @@ class Step:
 class ToolCall:
     """One call to a tool or integration: a grandchild span, a count and a response time."""
 
-    __slots__ = ("step", "tool", "call_id", "_label", "_span", "_t0", "_token")
+    __slots__ = ("step", "tool", "call_id", "_span", "_t0", "_token")
     _ids = itertools.count(1)
 
     def __init__(self, step: Step, tool: Any, call_id: str | None) -> None:
         run = step.run
         self.step = step
-        self.tool, self._label = run._state.metrics.names(run._agent_label, "tool", tool)
+        self.tool = run._rec.name(tool, "tool")
         self.call_id = call_id
         self._span: Any = None
         self._t0 = 0.0
@@ -399,9 +377,7 @@ class ToolCall:
                     DropReason.USE_AFTER_END, f"tool call {self.tool!r} ended after its execution had ended"
                 )
                 return False
-            m = run._state.metrics
-            m.child(sc.TOOL_CALLS, run._agent_label, self._label, outcome).inc()
-            m.child(sc.TOOL_CALL_DURATION, run._agent_label, self._label).observe(dur, run.exemplar)
+            run._rec.record(ToolCallFinished(run.ref, self.tool, outcome, dur))
         except Exception as err:  # noqa: BLE001
             internal_error(self.step.run._state, "tool_call exit", err)
         finally:

@@ -224,6 +224,8 @@ class TracingSetup:
     processor: BoundedSpanProcessor | None = None  # the library's export (in `own_provider`)
     own_provider: TracerProvider | None = None  # made by the library: the only one shutdown() ends
     flush_timeout: float = DEFAULT_EXPORT_TIMEOUT  # flush()'s default: one export's timeout
+    # Called once with the application's provider when it is found after configure() (span bridge).
+    on_app_provider: Callable[[Any], None] | None = None
 
     def flush(self, timeout: float) -> bool:
         """Export the library's queued spans within `timeout` seconds; True if all arrived."""
@@ -307,6 +309,9 @@ class _FollowingTracer(trace.Tracer):
         if _is_app_provider(provider):
             resolved = provider.get_tracer(SCOPE, self._version)
             self._setup.provider = provider
+            hook = self._setup.on_app_provider
+            if hook is not None:
+                hook(provider)
         else:
             resolved = self._fallback
         self._resolved = resolved

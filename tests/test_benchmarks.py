@@ -19,6 +19,7 @@ SECTIONS = (
     "## 4. Memory",
     "## 5. Exposition",
     "## 6. Concurrency",
+    "## 7. Framework spans to metrics",
 )
 
 

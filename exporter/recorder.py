@@ -1,0 +1,218 @@
+"""The one consumer: events in, metrics and log events out.
+
+This is the only code that knows metric names. Whatever produced an event (the native API,
+the span bridge), its labels pass the same cardinality guard here and only here, and its log
+event has the same fields. A failure in here is counted (`internal_error`), never raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import semconv as sc
+from .events import (
+    BranchTaken,
+    EvaluationRecorded,
+    Event,
+    ExecutionFinished,
+    ExecutionRef,
+    ExecutionResumed,
+    ExecutionRunning,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionWaiting,
+    StepFinished,
+    TokensUsed,
+    ToolCallFinished,
+)
+from .metrics import Metrics
+from .semconv import DropReason, TokenType
+
+DEBUG, INFO, WARNING = 10, 20, 30
+_FAILED = sc.ExecutionStatus.FAILED.value
+_INPUT, _OUTPUT = TokenType.INPUT.value, TokenType.OUTPUT.value
+
+
+class Recorder:
+    """Turns events into metrics (through the cardinality guard) and log events (by level)."""
+
+    def __init__(self, metrics: Metrics, log: Any, log_level: int) -> None:
+        self.metrics = metrics
+        self.exemplars = metrics.exemplars  # False in multiprocess mode, where they are dropped
+        self.log = log
+        self.log_level = log_level
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ExecutionStarted: self._started,
+            ExecutionRunning: self._running,
+            ExecutionWaiting: self._waiting,
+            ExecutionResumed: self._resumed,
+            ExecutionSuspended: self._suspended,
+            ExecutionFinished: self._finished,
+            StepFinished: self._step,
+            ToolCallFinished: self._tool_call,
+            EvaluationRecorded: self._evaluation,
+            TokensUsed: self._tokens,
+            BranchTaken: self._branch,
+        }
+
+    # ------------------------------------------------------------------ the interface
+
+    def record(self, event: Event) -> None:
+        """Count and log one event; never raises."""
+        try:
+            self._handlers[type(event)](event)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not reach the agent
+            self.drop(DropReason.INTERNAL_ERROR, f"internal error recording {type(event).__name__}: {exc!r}")
+
+    def name(self, value: Any, kind: str) -> str:
+        """A name as spans and logs show it: cleaned (masked, valid UTF-8, bounded), not capped."""
+        return self.metrics.name(value, kind)
+
+    def drop(self, reason: DropReason, message: str, amount: float = 1.0) -> None:
+        """Count something corrected or dropped, and warn (rate-limited) saying what."""
+        self.metrics.drop(reason, message, amount)
+
+    def logs(self, level: int) -> bool:
+        return level >= self.log_level
+
+    # ------------------------------------------------------------------ labels
+
+    def _agent(self, ref: ExecutionRef) -> str:
+        return self.metrics.agent_label(ref.agent)
+
+    def _log(self, level: int, event: str, ref: ExecutionRef, **kw: Any) -> None:
+        fields = {
+            "trace_id": ref.trace_id,
+            "span_id": ref.span_id,
+            "task_id": ref.task_id,
+            "agent": ref.agent,
+            "trigger": ref.trigger,
+        }
+        fields.update(kw)  # a step's event carries the step's span_id
+        if level == DEBUG:
+            self.log.debug(event, **fields)
+        elif level == INFO:
+            self.log.info(event, **fields)
+        else:
+            self.log.warning(event, **fields)
+
+    # ------------------------------------------------------------------ executions
+
+    def _started(self, e: ExecutionStarted) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        m.child(sc.EXECUTIONS_STARTED, agent, m.label(agent, "trigger", ref.trigger)).inc()
+        if self.log_level <= DEBUG:
+            self._log(DEBUG, sc.LOG_EXECUTION_STARTED, ref)
+
+    def _running(self, e: ExecutionRunning) -> None:
+        child = self.metrics.child(sc.EXECUTIONS_IN_PROGRESS, self._agent(e.ref))
+        if e.running:
+            child.inc()
+        else:
+            child.dec()
+
+    def _waiting(self, e: ExecutionWaiting) -> None:
+        self.metrics.pending_add(self._agent(e.ref), e.reason, e.key, e.since)
+
+    def _resumed(self, e: ExecutionResumed) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        if e.key is not None:
+            m.pending_remove(agent, e.reason, e.key)
+        if e.waited is not None:
+            m.child(sc.EXECUTION_PENDING_DURATION, agent, e.reason).observe(e.waited, ref.exemplar)
+        if e.key is None and self.log_level <= INFO:  # a carrier resumed: this process's part begins
+            waited = None if e.waited is None else round(e.waited, 3)
+            self._log(INFO, sc.LOG_EXECUTION_RESUMED, ref, reason=e.reason, pending_seconds=waited)
+
+    def _suspended(self, e: ExecutionSuspended) -> None:
+        if self.log_level <= INFO:
+            self._log(INFO, sc.LOG_EXECUTION_SUSPENDED, e.ref, reason=e.reason)
+
+    def _finished(self, e: ExecutionFinished) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        trigger = m.label(agent, "trigger", ref.trigger)
+        ex = ref.exemplar
+        m.child(sc.EXECUTIONS_FINISHED, agent, trigger, e.status).inc()
+        m.child(sc.EXECUTION_DURATION, agent, trigger, e.status).observe(e.runtime, ex)
+        if e.score is not None:
+            m.child(sc.EXECUTION_EVALUATION_SCORE, agent, trigger).observe(e.score, ex)
+        if e.status == _FAILED:
+            cause = e.cause or sc.FailureCause.ERROR.value
+            m.child(sc.EXECUTION_FAILURES, agent, trigger, cause).inc(exemplar=ex)
+            if self.log_level <= WARNING:
+                self._log(
+                    WARNING,
+                    sc.LOG_EXECUTION_FAILED,
+                    ref,
+                    status=e.status,
+                    cause=cause,
+                    error=e.error,
+                    duration_seconds=round(e.runtime, 6),
+                )
+        elif self.log_level <= INFO:
+            self._log(INFO, sc.LOG_EXECUTION_FINISHED, ref, status=e.status, duration_seconds=round(e.runtime, 6))
+
+    # ------------------------------------------------------------------ inside an execution
+
+    def _step(self, e: StepFinished) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        step = m.label(agent, "step", e.step)
+        m.child(sc.STEPS, agent, step, e.status).inc()
+        m.child(sc.STEP_DURATION, agent, step).observe(e.duration, ref.exemplar)
+        if self.log_level <= DEBUG:
+            self._log(
+                DEBUG,
+                sc.LOG_STEP_FINISHED,
+                ref,
+                step=e.step,
+                step_index=e.step_index,
+                status=e.status,
+                duration_seconds=round(e.duration, 6),
+                span_id=e.span_id,
+            )
+
+    def _tool_call(self, e: ToolCallFinished) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        tool = m.label(agent, "tool", e.tool)
+        m.child(sc.TOOL_CALLS, agent, tool, e.outcome).inc()
+        m.child(sc.TOOL_CALL_DURATION, agent, tool).observe(e.duration, ref.exemplar)
+
+    def _evaluation(self, e: EvaluationRecorded) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        step = m.label(agent, "step", e.step)
+        if e.result is not None:
+            m.child(sc.EVALUATIONS, agent, step, e.result).inc()
+        if e.score is not None:
+            m.child(sc.STEP_EVALUATION_SCORE, agent, step).observe(e.score, ref.exemplar)
+
+    def _tokens(self, e: TokensUsed) -> None:
+        m = self.metrics
+        agent = self._agent(e.ref)
+        step = m.label(agent, "step", e.step)
+        if e.input:
+            m.child(sc.TOKENS, agent, step, _INPUT).inc(e.input)
+        if e.output:
+            m.child(sc.TOKENS, agent, step, _OUTPUT).inc(e.output)
+
+    def _branch(self, e: BranchTaken) -> None:
+        m = self.metrics
+        agent = self._agent(e.ref)
+        step = m.label(agent, "step", e.step)
+        m.child(sc.BRANCH_DECISIONS, agent, step, m.label(agent, "path", e.path)).inc()
+        if self.log_level <= DEBUG:
+            self._log(
+                DEBUG,
+                sc.LOG_BRANCH_DECISION,
+                e.ref,
+                step=e.step,
+                selected=e.path,
+                not_selected=list(e.not_selected),
+                span_id=e.span_id,
+            )

@@ -1,0 +1,351 @@
+"""Other instrumentations' spans to events: the mapping the span bridge and OTLP ingest share.
+
+A span is first reduced to a `SpanSummary` (what the mapping needs, nothing else: memory stays
+small while a trace is assembled), then a finished subtree becomes events:
+
+- **execution**: a span of an agent operation (GenAI `invoke_agent` / `invoke_workflow`,
+  OpenInference AGENT, or a CHAIN at the top) with no such span above it. Nested agent spans
+  are structure, not more executions. A span of this library's own is never counted again:
+  framework spans under `exporter.execution()` fill that execution's steps, tools and tokens.
+- **steps**: graph nodes (LangGraph through OpenInference `metadata.langgraph_node`, or
+  OpenLLMetry `execute_task`), else inference spans (GenAI `chat` & co., OpenInference LLM).
+- **tool calls**: GenAI `execute_tool`, OpenInference TOOL; outcome from status / `error.type`.
+- **tokens**: on inference spans only (`gen_ai.usage.*`, `llm.token_count.*`), never the agent's
+  aggregated totals, so nothing is counted twice.
+- **evaluations**: `gen_ai.evaluation.result` span events.
+- **failure**: the execution span ERROR, or any agent / chain / node span below it ERROR (the
+  OpenAI Agents SDK instrumentors leave the root OK when the run failed); the cause from the
+  deepest errored span (a tool: `tool_error`) or the exception type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from . import semconv as sc
+from .events import (
+    EvaluationRecorded,
+    Event,
+    ExecutionFinished,
+    ExecutionRef,
+    ExecutionStarted,
+    StepFinished,
+    TokensUsed,
+    ToolCallFinished,
+)
+from .semconv import FailureCause, ToolOutcome
+
+OWN_SCOPE = "agent_exporter"  # the instrumentation scope of the library's own spans
+
+# Roles a span can play.
+AGENT, CHAIN, NODE, LLM, TOOL, NATIVE_EXECUTION, NATIVE_STEP, OTHER = (
+    "agent", "chain", "node", "llm", "tool", "native_execution", "native_step", "other",
+)  # fmt: skip
+_STRUCTURE = frozenset({AGENT, CHAIN, NODE})
+
+_AGENT_OPS = frozenset({"invoke_agent", "invoke_workflow", "create_agent"})
+_LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_OI_KIND = "openinference.span.kind"
+_OI_ROLES = {"AGENT": AGENT, "CHAIN": CHAIN, "LLM": LLM, "TOOL": TOOL}
+
+ATTR_TASK_TRIGGER = sc.ATTR_TASK_TRIGGER
+ATTR_TASK_ID = sc.ATTR_TASK_ID
+
+
+class SpanSummary(NamedTuple):
+    """What the mapping keeps of one ended span."""
+
+    span_id: int
+    parent_id: int | None
+    name: str
+    role: str
+    error: str | None  # None = not failed; else the error's type or description
+    start_ns: int
+    end_ns: int
+    agent: str | None = None  # gen_ai.agent.name / agent.name
+    tool: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    trigger: str | None = None  # task.trigger, from attributes or `exporter.task()`
+    task_id: str | None = None
+    evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 else 0
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _langgraph_node(attrs: Mapping[str, Any]) -> bool:
+    """OpenInference marks LangGraph nodes (and what runs inside them) in its JSON `metadata`."""
+    meta = attrs.get("metadata")
+    return isinstance(meta, str) and '"langgraph_node"' in meta
+
+
+def classify(name: str, attrs: Mapping[str, Any], scope: str | None) -> str:
+    """The role of a span, from its instrumentation scope and attributes."""
+    if scope == OWN_SCOPE:
+        if ATTR_TASK_ID in attrs:
+            return NATIVE_EXECUTION
+        return NATIVE_STEP if sc.ATTR_STEP_NAME in attrs else OTHER
+    op = attrs.get(sc.ATTR_GEN_AI_OPERATION_NAME)
+    kind = attrs.get(_OI_KIND)
+    if op == "execute_task" or (kind in ("CHAIN", "AGENT") and _langgraph_node(attrs)):
+        return NODE
+    if op == "execute_tool":
+        return TOOL
+    if op in _AGENT_OPS:
+        return AGENT
+    if op in _LLM_OPS:
+        return LLM
+    if kind is not None:
+        return _OI_ROLES.get(str(kind), OTHER)
+    return OTHER
+
+
+def summarize(
+    span_id: int,
+    parent_id: int | None,
+    name: str,
+    attrs: Mapping[str, Any],
+    scope: str | None,
+    status_error: bool,
+    status_description: str | None,
+    events: Sequence[tuple[str, Mapping[str, Any]]],
+    start_ns: int,
+    end_ns: int,
+) -> SpanSummary:
+    """Reduce a span (from the SDK or from OTLP) to its summary.
+
+    Only the attributes its role needs are read: this runs for every span of every framework.
+    """
+    get = attrs.get
+    role = classify(name, attrs, scope)
+    if role in (OTHER, NATIVE_STEP) and not status_error and not events:
+        return SpanSummary(span_id, parent_id, name, role, None, start_ns, end_ns)
+    error = None
+    error_type = get(sc.ATTR_ERROR_TYPE)
+    if status_error or error_type:
+        error = _str(error_type) or _exception_type(events) or status_description or "error"
+    tin = tout = 0
+    tool = agent = trigger = task_id = None
+    if role == LLM:
+        tin = _int(get(sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS)) or _int(get("llm.token_count.prompt"))
+        tout = _int(get(sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS)) or _int(get("llm.token_count.completion"))
+    elif role == TOOL:
+        tool = _str(get(sc.ATTR_GEN_AI_TOOL_NAME)) or _str(get("tool.name")) or name
+    elif role == NODE:
+        name = _str(get("gen_ai.task.name")) or name
+    elif role in (AGENT, CHAIN):
+        agent = _str(get(sc.ATTR_GEN_AI_AGENT_NAME)) or _str(get("agent.name"))
+        trigger = _str(get(ATTR_TASK_TRIGGER))
+        task_id = _str(get(ATTR_TASK_ID))
+    evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
+    if events:
+        evaluations = tuple(
+            (
+                _str(a.get(sc.ATTR_EVALUATION_NAME)) or "evaluation",
+                _score(a.get(sc.ATTR_EVALUATION_SCORE_VALUE)),
+                _str(a.get(sc.ATTR_EVALUATION_SCORE_LABEL)),
+            )
+            for n, a in events
+            if n == sc.EVENT_EVALUATION
+        )
+    return SpanSummary(
+        span_id, parent_id, name, role, error, start_ns, end_ns, agent, tool, tin, tout, trigger, task_id, evaluations
+    )
+
+
+def _exception_type(events: Sequence[tuple[str, Mapping[str, Any]]]) -> str | None:
+    for n, a in events:
+        if n == "exception":
+            return _str(a.get("exception.type"))
+    return None
+
+
+def _score(v: Any) -> float | None:
+    if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1:
+        return float(v)
+    return None
+
+
+# ------------------------------------------------------------------------------- assembly
+
+
+class Native(NamedTuple):
+    """A native execution (or step) span's identity, for framework spans found under it."""
+
+    ref: ExecutionRef
+    step: str | None  # the native step's name, when under one
+
+
+def _cause(error: str) -> str:
+    e = error.lower()
+    if "timeout" in e or "timed out" in e:
+        return FailureCause.TIMEOUT.value
+    if any(k in e for k in ("validation", "unexpectedmodelbehavior", "modelbehavior", "invalid json", "output")):
+        return FailureCause.VALIDATION_FAILURE.value
+    return FailureCause.ERROR.value
+
+
+class Subtree:
+    """An ended span and its ended descendants, indexed for the walk (order does not matter:
+    everything derived from it is a count)."""
+
+    def __init__(self, spans: Sequence[SpanSummary]) -> None:
+        self.by_id = {s.span_id: s for s in spans}
+        self.children: dict[int, list[SpanSummary]] = {}
+        for s in spans:
+            if s.parent_id is not None and s.parent_id in self.by_id:
+                self.children.setdefault(s.parent_id, []).append(s)
+
+    def roots(self) -> list[SpanSummary]:
+        by_id = self.by_id
+        return [s for s in by_id.values() if s.parent_id not in by_id]
+
+    def walk(self, span: SpanSummary) -> Iterable[SpanSummary]:
+        """`span` and its descendants, parents before children."""
+        children = self.children
+        stack = [span]
+        while stack:
+            s = stack.pop()
+            yield s
+            kids = children.get(s.span_id)
+            if kids:
+                stack.extend(kids)
+
+
+def assemble(
+    spans: Sequence[SpanSummary],
+    *,
+    trace_id: str | None,
+    exemplar: Mapping[str, str] | None,
+    natives: Mapping[int, Native] | None = None,
+    task: Mapping[int, tuple[str | None, str | None]] | None = None,
+) -> list[Event]:
+    """The events of a finished subtree of one trace.
+
+    `natives` maps the library's own execution/step span ids to their identity, so framework
+    spans under them fill the native execution instead of counting a new one; `task` maps span
+    ids to (trigger, task id) given by `exporter.task()` when the span started.
+    """
+    tree = Subtree(spans)
+    out: list[Event] = []
+    for root in tree.roots():
+        _visit(tree, root, None, out, trace_id, exemplar, natives or {}, task or {})
+    return out
+
+
+def _visit(
+    tree: Subtree,
+    span: SpanSummary,
+    native: Native | None,
+    out: list[Event],
+    trace_id: str | None,
+    exemplar: Mapping[str, str] | None,
+    natives: Mapping[int, Native],
+    task: Mapping[int, tuple[str | None, str | None]],
+) -> None:
+    """Find executions (framework agent spans, or native ones) from `span` down."""
+    found = natives.get(span.span_id)
+    if span.role in (NATIVE_EXECUTION, NATIVE_STEP):
+        native = found or native
+    elif found is not None or native is not None:
+        # Framework spans inside a native execution: its steps, tools and tokens, no new execution.
+        inside = found or native
+        assert inside is not None
+        _contents(tree, span, inside.ref, inside.step, out)
+        return
+    elif span.role in (AGENT, CHAIN):
+        _execution(tree, span, out, trace_id, exemplar, task)
+        return
+    for child in tree.children.get(span.span_id, ()):
+        _visit(tree, child, native, out, trace_id, exemplar, natives, task)
+
+
+def _execution(
+    tree: Subtree,
+    root: SpanSummary,
+    out: list[Event],
+    trace_id: str | None,
+    exemplar: Mapping[str, str] | None,
+    task: Mapping[int, tuple[str | None, str | None]],
+) -> None:
+    given = task.get(root.span_id, (None, None))
+    span_hex = format(root.span_id, "016x")
+    trigger = given[0] or root.trigger or sc.UNKNOWN_LABEL_VALUE
+    task_id = given[1] or root.task_id or span_hex
+    agent = root.agent or _agent_below(tree, root) or root.name
+    ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar)
+    out.append(ExecutionStarted(ref))
+    found = _contents(tree, root, ref, None, out)
+    status, cause, message = sc.ExecutionStatus.COMPLETED.value, None, None
+    failed = root if root.error else found.failed
+    if failed is not None:
+        status = sc.ExecutionStatus.FAILED.value
+        origin = _origin(tree, failed)
+        cause = FailureCause.TOOL_ERROR.value if origin.role == TOOL else _cause(origin.error or "")
+        message = (failed.error or "")[:1000] or None
+    scores = found.scores
+    score = sum(scores) / len(scores) if scores else None
+    out.append(ExecutionFinished(ref, status, cause, max(0.0, (root.end_ns - root.start_ns) / 1e9), score, message))
+
+
+def _agent_below(tree: Subtree, root: SpanSummary) -> str | None:
+    """The first agent name on an agent or chain span below the execution's (OpenAI Agents SDK)."""
+    for s in tree.walk(root):
+        if s.agent and s.role in (AGENT, CHAIN):
+            return s.agent
+    return None
+
+
+def _origin(tree: Subtree, span: SpanSummary) -> SpanSummary:
+    """Follow errored children down from a failed span (a tool first): where the failure began."""
+    children = tree.children
+    while True:
+        errored = [c for c in children.get(span.span_id, ()) if c.error]
+        if not errored:
+            return span
+        span = next((c for c in errored if c.role == TOOL), errored[-1])
+
+
+class _Found(NamedTuple):
+    scores: list[float]
+    failed: SpanSummary | None  # an errored agent / chain / node span below `top`
+
+
+def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str | None, out: list[Event]) -> _Found:
+    """Steps, tool calls, tokens and evaluations at and below `top`, in one walk."""
+    scores: list[float] = []
+    failed: SpanSummary | None = None
+    spans = list(tree.walk(top))
+    step_of: dict[int, str | None] = {}  # span id -> the step it belongs to
+    has_nodes = any(s.role == NODE for s in spans)
+    for s in spans:
+        role = s.role
+        parent_step = step_of.get(s.parent_id) if s.parent_id is not None else None
+        step = parent_step or native_step
+        if native_step is None and parent_step is None and (role == NODE or (role == LLM and not has_nodes)):
+            step = s.name
+            status = sc.StepStatus.FAILED.value if s.error else sc.StepStatus.PASSED.value
+            out.append(StepFinished(r, s.name, status, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
+        step_of[s.span_id] = step
+        if role == TOOL and s.tool:
+            outcome = ToolOutcome.SUCCESS.value
+            if s.error:
+                outcome = ToolOutcome.TIMEOUT.value if "timeout" in s.error.lower() else ToolOutcome.ERROR.value
+            out.append(ToolCallFinished(r, s.tool, outcome, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
+        elif s.tokens_in or s.tokens_out:
+            out.append(TokensUsed(r, step or s.name, s.tokens_in, s.tokens_out))
+        elif failed is None and s.error and role in _STRUCTURE and s is not top:
+            failed = s
+        for name, value, label in s.evaluations:
+            result = label if label in ("pass", "fail") else None
+            out.append(EvaluationRecorded(r, step or "execution", name, result, value))
+            if value is not None:
+                scores.append(value)
+    return _Found(scores, failed)
