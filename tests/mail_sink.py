@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import email
 import email.policy
+import importlib
+import os
 import ssl
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, Self
 
 import pytest
 
 from tests.servers import LOCALHOST, free_port, wait_until
+
+
+def _require(module: str) -> ModuleType:
+    """Import a test dependency; a missing one fails under CI and skips locally (like require_binary)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{module} not installed: pip install -e '.[test]'"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -47,9 +60,9 @@ class SmtpSink:
     """An SMTP server on 127.0.0.1 requiring STARTTLS and AUTH (user `username`, `password`)."""
 
     def __init__(self, tmp_path: Path, username: str = "alerts", password: str = "s3cret-smtp-pass") -> None:
-        controller_mod = pytest.importorskip("aiosmtpd.controller")
-        smtp_mod = pytest.importorskip("aiosmtpd.smtp")
-        trustme = pytest.importorskip("trustme")
+        controller_mod = _require("aiosmtpd.controller")
+        smtp_mod = _require("aiosmtpd.smtp")
+        trustme = _require("trustme")
         self.username, self.password = username, password
         ca = trustme.CA()
         cert = ca.issue_cert(LOCALHOST, "localhost")
