@@ -87,14 +87,17 @@ def test_every_alert_is_tested() -> None:
 
 
 def test_alerts_match_contract() -> None:
-    """Exactly the contract's alerts, each with severity, for, and the four annotations."""
+    """Exactly the contract's alerts, each with severity, for, the four annotations (and Jaeger on completion)."""
     alerts = [r for r in _rules(render.render_rules()) if "alert" in r]
     assert {r["alert"] for r in alerts} == set(render.semconv.ALERTS)
     for rule in alerts:
         assert rule["labels"]["severity"] in ("critical", "warning")  # type: ignore[index]
         assert "for" in rule
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "description", "dashboard_url", "runbook_url"}  # type: ignore[arg-type]
+        expected = {"summary", "description", "dashboard_url", "runbook_url"}
+        if rule["alert"] in render.JAEGER_ALERTS:
+            expected.add("jaeger_url")
+        assert set(annotations) == expected, rule["alert"]  # type: ignore[arg-type]
         assert "{{" not in annotations["summary"]  # type: ignore[index]
 
 
@@ -121,11 +124,15 @@ def test_render_with_parameters() -> None:
 
 
 def test_bad_params_raise() -> None:
-    """A malformed duration or an unknown alert name is a ValueError at construction."""
+    """A malformed duration, an unknown alert, a baseline period shorter than the window or a bad URL: ValueError."""
     with pytest.raises(ValueError):
         render.Params(window="1 hour")
     with pytest.raises(ValueError):
         render.Params(for_durations={"NoSuchAlert": "1m"})
+    with pytest.raises(ValueError, match="baseline_period"):
+        render.Params(baseline_period="30m")
+    with pytest.raises(ValueError, match="grafana_url"):
+        render.Params(grafana_url="grafana.example.org")
 
 
 @pytest.mark.servers
@@ -149,14 +156,14 @@ def test_amtool_check_short_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [
-        (["alertname=AgentCompletionRateLow", "severity=critical", "agent=invoice"], "slack-critical"),
-        (["alertname=AgentExporterDown", "severity=critical", "instance=w1:9464"], "slack-critical"),
-        (["alertname=AgentRuntimeHigh", "severity=warning", "agent=invoice"], "slack-warning"),
-        (["alertname=SomethingElse"], "slack-warning"),
+        (["alertname=AgentCompletionRateLow", "severity=critical", "agent=invoice"], "critical"),
+        (["alertname=AgentExporterDown", "severity=critical", "instance=w1:9464"], "critical"),
+        (["alertname=AgentRuntimeHigh", "severity=warning", "agent=invoice"], "warning"),
+        (["alertname=SomethingElse"], "warning"),
     ],
 )
 def test_amtool_routes(labels: list[str], receiver: str) -> None:
-    """Critical and warning alerts reach their Slack receivers."""
+    """Critical and warning alerts reach their receivers (Slack by default)."""
     result = _run(_tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}",
                   f"--verify.receivers={receiver}", *labels)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -167,7 +174,7 @@ def test_amtool_routes(labels: list[str], receiver: str) -> None:
 def test_amtool_routes_reject_wrong_receiver() -> None:
     """A warning does not go to the critical receiver (the route test can fail)."""
     result = _run(_tool("amtool"), "config", "routes", "test", f"--config.file={AM_CONFIG}",
-                  "--verify.receivers=slack-critical", "severity=warning", "agent=invoice")  # fmt: skip
+                  "--verify.receivers=critical", "severity=warning", "agent=invoice")  # fmt: skip
     assert result.returncode != 0
 
 
@@ -194,6 +201,44 @@ def test_alertmanager_config_shape() -> None:
     assert inhibit["source_matchers"] == ['severity="critical"']
     assert inhibit["target_matchers"] == ['severity="warning"']
     assert inhibit["equal"] == ["alertname", "agent"]
+
+
+def test_exporter_down_inhibits_the_stall_of_its_own_agents_only() -> None:
+    """The AgentExporterDown inhibition needs the same agent, so one dead target cannot mute other agents."""
+    config = yaml.safe_load(AM_CONFIG.read_text())
+    (rule,) = [r for r in config["inhibit_rules"] if 'alertname="AgentExporterDown"' in r["source_matchers"]]
+    assert rule["target_matchers"] == ['alertname="AgentExecutionsStalled"']
+    assert rule["equal"] == ["agent"] and 'agent!=""' in rule["source_matchers"]
+    down = next(r for r in _rules(render.render_rules()) if r.get("alert") == "AgentExporterDown")
+    assert "group by (job, instance, agent)" in str(down["expr"])  # one alert per agent the target exported
+
+
+def test_only_the_default_receiver_kind_is_on() -> None:
+    """Slack is on by default; email and webhook are opt-in, and off in the committed file."""
+    config = yaml.safe_load(AM_CONFIG.read_text())
+    assert [r["name"] for r in config["receivers"]] == ["critical", "warning"]
+    assert all(set(r) == {"name", "slack_configs"} for r in config["receivers"])
+    off = yaml.safe_load(render.render_alertmanager(render.AlertmanagerParams(slack=False)))
+    assert all(set(r) == {"name"} for r in off["receivers"]) and "slack_api_url_file" not in off["global"]
+
+
+def test_email_and_webhook_settings_are_checked() -> None:
+    """A smarthost without a port, a password without a user, or two webhook URLs is a ValueError."""
+    with pytest.raises(ValueError, match="host:port"):
+        render.EmailParams(to="a@example.org", from_="b@example.org", smarthost="smtp.example.org")
+    with pytest.raises(ValueError, match="auth_username"):
+        render.EmailParams(to="a@example.org", from_="b@example.org", smarthost="smtp.example.org:587",
+                           auth_password_file="/run/secrets/pw")  # fmt: skip
+    with pytest.raises(ValueError, match="exactly one"):
+        render.WebhookParams(url="https://t.example.org", url_file="/run/secrets/url")
+    with pytest.raises(ValueError, match="exactly one"):
+        render.WebhookParams()
+
+
+def test_render_refuses_settings_without_out(capsys: pytest.CaptureFixture[str]) -> None:
+    """Settings apply to a deployment's copy (`--out`), never silently to the committed files."""
+    assert render.main(["--grafana-url", "https://grafana.example.org"]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 def test_runbook_has_a_section_per_alert() -> None:

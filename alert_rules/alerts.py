@@ -1,0 +1,254 @@
+"""The alerting rules and the rule file: each alert compares a recorded series with an objective or baseline.
+
+Names, parameters and recording rules are in `alert_rules/rules.py`; docs/alerts.md says why.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from alert_rules.alertmanager_config import dump
+from alert_rules.rules import (
+    COMPLETION_RATIO,
+    DASHBOARDS,
+    FINISHED,
+    MAX_PENDING,
+    MAX_RUNTIME,
+    MAX_TOOL_ERROR,
+    MIN_SCORE,
+    PENDING_OLDEST,
+    TARGET_AGENTS,
+    Params,
+    burn_rate,
+    completion_ratio,
+    finished_increase,
+    num,
+    objective,
+    recording_rules,
+    runtime_count,
+    runtime_p95,
+    score_count,
+    score_mean,
+    seconds,
+    started_increase,
+    tool_calls_increase,
+    tool_error_ratio,
+    trigger_completion_ratio,
+    trigger_finished_increase,
+)
+
+# --------------------------------------------------------------------------- alerting rules
+
+
+def _lookup_tmpl(record: str, fmt: str) -> str:
+    """Template text printing a recorded value of the alert's agent (looked up when the alert is evaluated)."""
+    return (
+        f'{{{{ with printf "{record}{{agent=%q}}" $labels.agent | query }}}}'
+        f"{{{{ . | first | value | {fmt} }}}}{{{{ end }}}}"
+    )
+
+
+def _objective_tmpl(name: str, fmt: str) -> str:
+    """Template text printing the agent's objective."""
+    return _lookup_tmpl(objective(name), fmt)
+
+
+def _jaeger_tmpl(p: Params, window: str, trigger: bool = False) -> str:
+    """Template text for a Jaeger search of the agent's failed executions over the alert's window.
+
+    Jaeger needs a service: the `service` label of the agent's series when the scrape target has
+    one, else `Params.jaeger_service`. Tags select the execution spans of the agent that failed
+    (and of the trigger); `start`/`end` are the window ending at the evaluation, in microseconds.
+    """
+    tags = '{"gen_ai.agent.name":%q,"task.status":"failed"' + (',"task.trigger":%q}' if trigger else "}")
+    args = "$labels.agent" + (" $labels.trigger" if trigger else "")
+    now_us = '{{ with query "time() * 1e6" }}{{ . | first | value | printf "%.0f" }}{{ end }}'
+    start_us = (f'{{{{ with query "(time() - {num(seconds(window))}) * 1e6" }}}}'
+                '{{ . | first | value | printf "%.0f" }}{{ end }}')  # fmt: skip
+    return (
+        f"{{{{ $service := {json.dumps(p.jaeger_service)} }}}}"
+        f'{{{{ with printf `group by (service) ({FINISHED}{{agent=%q,service!=""}})` $labels.agent | query }}}}'
+        '{{ $service = . | first | label "service" }}{{ end }}'
+        f"{p.jaeger_url.rstrip('/')}/search?service={{{{ $service | urlquery }}}}"
+        f"&tags={{{{ printf `{tags}` {args} | urlquery }}}}&start={start_us}&end={now_us}"
+        f"&lookback=custom&limit={p.jaeger_limit}"
+    )
+
+
+SCORE_FMT = 'printf "%.2f"'
+JAEGER_ALERTS = ("AgentCompletionRateLow", "AgentCompletionErrorBudgetBurn", "AgentTriggerCompletionRateLow")
+
+
+def alerting_rules(p: Params) -> list[dict[str, Any]]:
+    w = p.window
+    rules: list[dict[str, Any]] = []
+
+    def dashboard(alert: str, var_trigger: bool = False) -> str:
+        url = f"{p.grafana_url.rstrip('/')}/d/{DASHBOARDS[alert]}"
+        if alert == "AgentExporterDown":
+            return url
+        url += "?var-agent={{ $labels.agent | urlquery }}"
+        if var_trigger:
+            url += "&var-trigger={{ $labels.trigger | urlquery }}"
+        return url
+
+    def alert(name: str, expr: str, severity: str, summary: str, description: str, *,
+              for_: str | None = None, labels: dict[str, str] | None = None,
+              var_trigger: bool = False, jaeger_window: str | None = None) -> None:  # fmt: skip
+        annotations = {
+            "summary": summary,
+            "description": description,
+            "dashboard_url": dashboard(name, var_trigger),
+            "runbook_url": f"{p.runbook_base}#{name.lower()}",
+        }
+        if jaeger_window:
+            annotations["jaeger_url"] = _jaeger_tmpl(p, jaeger_window, trigger=var_trigger)
+        rules.append({
+            "alert": name,
+            "expr": expr,
+            "for": for_ if for_ is not None else p.for_(name),
+            "labels": {"severity": severity, **(labels or {})},
+            "annotations": annotations,
+        })  # fmt: skip
+
+    n, nt = p.min_executions, p.min_tool_calls
+    alert(
+        "AgentCompletionRateLow",
+        f"{completion_ratio(w)}\n  < on(agent) {objective(COMPLETION_RATIO)}\n"
+        f"and on(agent)\n{finished_increase(w)} >= {n}\n",
+        "critical",
+        "An agent completes fewer executions than its objective.",
+        f"Agent {{{{ $labels.agent }}}} completed {{{{ $value | humanizePercentage }}}} of its finished "
+        f"executions over the last {w} (objective {_objective_tmpl(COMPLETION_RATIO, 'humanizePercentage')}).",
+        jaeger_window=w,
+    )
+    for bw in p.burn_windows:
+        alert(
+            "AgentCompletionErrorBudgetBurn",
+            f"{burn_rate(bw.long)} > {num(bw.factor)}\n"
+            f"and on(agent)\n{burn_rate(bw.short)} > {num(bw.factor)}\n"
+            f"and on(agent)\n{finished_increase(bw.long)} >= {n}\n",
+            bw.severity,
+            "An agent is burning its completion error budget too fast.",
+            f"Agent {{{{ $labels.agent }}}} is failing executions {{{{ $value | humanize }}}}x as fast as its "
+            f"completion objective of {_objective_tmpl(COMPLETION_RATIO, 'humanizePercentage')} allows, over "
+            f"the last {bw.long} and the last {bw.short} (alert at {num(bw.factor)}x).",
+            for_=bw.for_,
+            labels={"long_window": bw.long, "short_window": bw.short},
+            jaeger_window=bw.long,
+        )
+    alert(
+        "AgentTriggerCompletionRateLow",
+        f"{trigger_completion_ratio(w)}\n  < on(agent) group_left() {objective(COMPLETION_RATIO)}\n"
+        f"and on(agent, trigger)\n{trigger_finished_increase(w)} >= {n}\n",
+        "warning",
+        "Executions from one trigger complete less often than the agent's objective.",
+        f"Agent {{{{ $labels.agent }}}} completed {{{{ $value | humanizePercentage }}}} of its executions "
+        f"triggered by {{{{ $labels.trigger }}}} over the last {w} "
+        f"(objective {_objective_tmpl(COMPLETION_RATIO, 'humanizePercentage')}).",
+        var_trigger=True,
+        jaeger_window=w,
+    )
+    alert(
+        "AgentRuntimeHigh",
+        f"{runtime_p95(w)}\n  > on(agent) {objective(MAX_RUNTIME)}\nand on(agent)\n{runtime_count(w)} >= {n}\n",
+        "warning",
+        "An agent's p95 execution runtime is above its objective.",
+        f"The p95 runtime of agent {{{{ $labels.agent }}}} over the last {w} is {{{{ $value | humanizeDuration }}}} "
+        f"(objective at most {_objective_tmpl(MAX_RUNTIME, 'humanizeDuration')}).",
+    )
+    alert(
+        "AgentEvaluationScoreLow",
+        f"{score_mean(w)}\n  < on(agent) {objective(MIN_SCORE)}\nand on(agent)\n{score_count(w)} >= {n}\n",
+        "warning",
+        "An agent's mean evaluation score is below its objective.",
+        f"The mean evaluation score of agent {{{{ $labels.agent }}}} over the last {w} is "
+        f"{{{{ $value | {SCORE_FMT} }}}} (objective at least {_objective_tmpl(MIN_SCORE, SCORE_FMT)}).",
+    )
+    alert(
+        "AgentToolErrorRateHigh",
+        f"{tool_error_ratio(w)}\n  > on(agent) group_left() {objective(MAX_TOOL_ERROR)}\n"
+        f"and on(agent, tool)\n{tool_calls_increase(w)} >= {nt}\n",
+        "warning",
+        "Calls to a tool fail more often than the agent's objective allows.",
+        f"{{{{ $value | humanizePercentage }}}} of the calls agent {{{{ $labels.agent }}}} made to tool "
+        f"{{{{ $labels.tool }}}} over the last {w} failed with an error or timeout "
+        f"(objective at most {_objective_tmpl(MAX_TOOL_ERROR, 'humanizePercentage')}).",
+    )
+    alert(
+        "AgentTasksStuckPending",
+        f"time() - min by (agent, reason) ({PENDING_OLDEST} > 0)\n"
+        f"  > on(agent) group_left() {objective(MAX_PENDING)}\n",
+        "warning",
+        "An execution has been pending longer than the agent's objective.",
+        f"The oldest execution of agent {{{{ $labels.agent }}}} pending for reason {{{{ $labels.reason }}}} "
+        f"has waited {{{{ $value | humanizeDuration }}}} "
+        f"(objective at most {_objective_tmpl(MAX_PENDING, 'humanizeDuration')}).",
+    )
+    f = num(p.runtime_deviation_factor)
+    alert(
+        "AgentRuntimeDeviation",
+        f"{runtime_p95(w)}\n  > on(agent) {f} * {runtime_p95(w, baseline=True)}\n"
+        f"and on(agent)\n{runtime_count(w)} >= {n}\n",
+        "warning",
+        "An agent's p95 runtime is far above its own baseline.",
+        f"The p95 runtime of agent {{{{ $labels.agent }}}} over the last {w} is {{{{ $value | humanizeDuration }}}}, "
+        f"more than {f}x its baseline of {_lookup_tmpl(runtime_p95(w, baseline=True), 'humanizeDuration')} "
+        f"(the median p95 of the same {w} on {p.baseline_phrase()}).",
+    )
+    d = num(p.score_drop)
+    alert(
+        "AgentEvaluationScoreDrop",
+        f"{score_mean(w)}\n  < on(agent) {score_mean(w, baseline=True)} - {d}\n"
+        f"and on(agent)\n{score_count(w)} >= {n}\n",
+        "warning",
+        "An agent's mean evaluation score fell well below its own baseline.",
+        f"The mean evaluation score of agent {{{{ $labels.agent }}}} over the last {w} is "
+        f"{{{{ $value | {SCORE_FMT} }}}}, down from {_lookup_tmpl(score_mean(w, baseline=True), SCORE_FMT)} "
+        f"(the median of the same {w} on {p.baseline_phrase()}; alert on a drop of more than {d}).",
+    )
+    sw = p.stall_window
+    alert(
+        "AgentExecutionsStalled",
+        f"{started_increase(sw, baseline=True)} >= {num(p.stall_min_expected)}\n"
+        f"unless on(agent)\n{started_increase(sw)} > 0\n",
+        "warning",
+        "An agent that normally runs has started no executions.",
+        f"Agent {{{{ $labels.agent }}}} has started no executions in the last {sw}, though it started "
+        f"{{{{ $value | humanize }}}} in the same {sw} on {p.baseline_phrase()} (median).",
+    )
+    down = f'up{{job="{p.job}"}} == 0'
+    alert(
+        "AgentExporterDown",
+        f"group by (job, instance, agent) (\n  {TARGET_AGENTS}\n  and on(job, instance)\n  {down}\n)\n"
+        f"or\ngroup by (job, instance) ({down})\n  unless on(job, instance)\n  {TARGET_AGENTS}\n",
+        "critical",
+        "Prometheus cannot scrape an agent-exporter metrics endpoint.",
+        f"Prometheus has failed to scrape {{{{ $labels.instance }}}} (job {p.job}) for {p.for_('AgentExporterDown')}; "
+        "{{ with $labels.agent }}agent {{ . }}, which it exported, is not being watched there."
+        "{{ else }}the agents in that process are not being watched.{{ end }}",
+    )
+    return rules
+
+
+# --------------------------------------------------------------------------- YAML output
+
+HEADER = (
+    "# GENERATED by alert_rules/render.py from exporter/semconv.py: do not edit by hand.\n"
+    "# Change render.py (or its Params) and run `python3 alert_rules/render.py`.\n"
+)
+
+
+def render_rules(params: Params | None = None) -> str:
+    """The Prometheus rule file (recording and alerting groups) as YAML text."""
+    p = params or Params()
+    groups: list[dict[str, Any]] = []
+    for name, rules in (("agent-exporter.recording", recording_rules(p)),
+                        ("agent-exporter.alerts", alerting_rules(p))):  # fmt: skip
+        group: dict[str, Any] = {"name": name}
+        if p.interval:
+            group["interval"] = p.interval
+        group["rules"] = rules
+        groups.append(group)
+    return HEADER + dump({"groups": groups})
