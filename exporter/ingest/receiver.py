@@ -176,8 +176,8 @@ class Receiver:
             message = "spans accepted; not derived into metrics: " + ", ".join(
                 f"{n} {reason}" for reason, n in sorted(not_derived.items())
             )
+        self._counted(200, outcome)  # before answering: a sender that reads the metrics next sees it
         self._send(h, 200, response(kind, decoded.rejected, message), kind, False, {})
-        self._counted(200, outcome)
 
     def _reply(
         self,
@@ -190,8 +190,8 @@ class Receiver:
         extra: dict[str, str] | None = None,
     ) -> None:
         body, content_type = error_body(kind, code, message)
-        self._send(h, code, body, content_type, close, extra or {})
         self._counted(code, None)
+        self._send(h, code, body, content_type, close, extra or {})
 
     @staticmethod
     def _send(
@@ -272,7 +272,9 @@ def serve(
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: OTLP exporters reuse their connection
         server_version = "agent-exporter-ingest"
-        sys_version = ""
+
+        def version_string(self) -> str:
+            return self.server_version
         timeout = socket_timeout  # a slow or silent sender cannot hold a thread for ever
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib naming
