@@ -94,8 +94,9 @@ def execution(
     trace_id: bytes | None = None,
 ) -> list[Span]:
     """One execution: an `invoke_agent` root, `steps` chat spans (10 in / 5 out tokens each),
-    each followed by a tool call (a sibling, as Pydantic AI nests them); optionally a failing tool (and so a failed run), a failure of the
-    run itself (`fail`: the exception type), an evaluation event on the root."""
+    each followed by a tool call (a sibling, as Pydantic AI nests them); optionally a failing
+    tool (and so a failed run), a failure of the run itself (`fail`: the exception type), an
+    evaluation event on the root."""
     tid = trace_id or new_trace_id()
     root_id = new_span_id()
     out: list[Span] = []
@@ -109,7 +110,11 @@ def execution(
             out.append(span(tid, f"execute_tool {tool}", {"gen_ai.operation.name": "execute_tool",
                                                           "gen_ai.tool.name": tool}, parent=root_id,
                             error="lookup failed" if failing else None, seconds=0.01))  # fmt: skip
-    attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent, "task.trigger": trigger}
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": agent,
+        "task.trigger": trigger,
+    }
     if task_id is not None:
         attrs["task.id"] = task_id
     events: list[tuple[str, Mapping[str, Any]]] = []

@@ -178,7 +178,9 @@ def test_invalid_span_ids_get_a_partial_success(ingest: Factory) -> None:
         (b"hello", "text/plain", 415),
     ],
 )
-def test_malformed_bodies_are_refused_without_effect(ingest: Factory, body: bytes, content_type: str, code: int) -> None:
+def test_malformed_bodies_are_refused_without_effect(
+    ingest: Factory, body: bytes, content_type: str, code: int
+) -> None:
     """Garbage, truncated protobuf, bad JSON and wrong content types get 4xx and change no metric."""
     svc = ingest()
     assert svc.port is not None
@@ -319,7 +321,8 @@ def test_a_full_forward_queue_answers_503_without_effect(ingest: Factory, otlp_r
     otlp_receiver.set_mode("hang", seconds=30)
     svc = ingest(forward=otlp_receiver.endpoint, max_queue_bytes=3000)
     assert svc.port is not None
-    codes = [post(svc.port, request(execution()).SerializeToString())[0] for _ in range(12)]  # 2 posting workers hold 2, the queue a few
+    # the 2 posting workers hold one request each, the queue a few more, then 503
+    codes = [post(svc.port, request(execution()).SerializeToString())[0] for _ in range(12)]
     assert 503 in codes
     refused = post(svc.port, request(execution(agent="refused")).SerializeToString())
     assert refused[0] == 503 and refused[1]["retry-after"] == "1"

@@ -220,4 +220,3 @@ def without_invalid(request: ExportTraceServiceRequest) -> ExportTraceServiceReq
 
 def _valid(tid: bytes, sid: bytes, pid: bytes) -> bool:
     return len(tid) == 16 and len(sid) == 8 and len(pid) in (0, 8) and any(tid) and any(sid)
-

@@ -275,6 +275,7 @@ def serve(
 
         def version_string(self) -> str:
             return self.server_version
+
         timeout = socket_timeout  # a slow or silent sender cannot hold a thread for ever
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib naming
