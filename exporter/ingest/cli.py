@@ -18,6 +18,8 @@ LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"OTLP/HTTP port (default {DEFAULT_PORT})")
+    p.add_argument("--grpc-port", type=int, default=None,
+                   help="also receive OTLP/gRPC here (4317 by convention; needs grpcio: the grpc extra)")  # fmt: skip
     p.add_argument("--addr", default="127.0.0.1", help="bind address for OTLP (default 127.0.0.1; 0.0.0.0 in Docker)")
     p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
                    help=f"port for /metrics (default {DEFAULT_METRICS_PORT})")  # fmt: skip
@@ -65,6 +67,7 @@ def settings_from(args: argparse.Namespace) -> IngestSettings:
     return IngestSettings(
         port=args.port,
         addr=args.addr,
+        grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
         forward=args.forward,
@@ -95,14 +98,16 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         service = IngestService(settings_from(args), log_level=level).start()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ImportError) as exc:
         print(f"agent-exporter ingest: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(
-        f"agent-exporter ingest: OTLP on {args.addr}:{service.port}/v1/traces, /metrics on "
+        f"agent-exporter ingest: OTLP on {args.addr}:{service.port}/v1/traces"
+        + (f" and gRPC on {args.addr}:{service.grpc_port}" if service.grpc_port else "")
+        + f", /metrics on "
         f"{args.metrics_addr}:{service.metrics_port}, forwarding to {args.forward or 'nowhere'}",
         file=sys.stderr,
         flush=True,

@@ -30,6 +30,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from .otlp import (
     PROTOBUF,
     BadRequest,
@@ -161,14 +163,31 @@ class Receiver:
             return self._reply(h, 413, kind, str(exc))
         except BadRequest as exc:
             return self._reply(h, 400, kind, str(exc))
+        accepted = self.take(request, body if kind == PROTOBUF else None)
+        if accepted is None:
+            return self._reply(h, 503, kind, "forward queue full", extra={"Retry-After": RETRY_AFTER}, counted=True)
+        rejected, message = accepted
+        self._send(h, 200, response(kind, rejected, message), kind, False, {})
+
+    def count(self, code: int) -> None:
+        """Count an answer given without `take` (the gRPC front's refusals)."""
+        self._counted(code, None)
+
+    def take(self, request: ExportTraceServiceRequest, wire: bytes | None) -> tuple[int, str] | None:
+        """Derive and forward a decoded request (HTTP or gRPC): (rejected spans, message for the
+        partial success), or None when the forward queue is full (then nothing was done).
+
+        `wire` is the request's protobuf body when it came as one: forwarded as it is, unless
+        spans had to be taken out."""
         decoded = summaries(request)
         valid = decoded.spans - decoded.rejected
         if self._offer is not None and valid:
-            wire = body if kind == PROTOBUF and not decoded.rejected else without_invalid(request).SerializeToString()
+            if wire is None or decoded.rejected:
+                wire = without_invalid(request).SerializeToString()
             if not self._offer(wire, valid):
-                return self._reply(h, 503, kind, "forward queue full", extra={"Retry-After": RETRY_AFTER})
+                self._counted(503, None)
+                return None
         not_derived = self._add(decoded.traces)
-        outcome = Outcome(decoded.spans, decoded.rejected, not_derived)
         message = ""
         if decoded.rejected:
             message = f"{decoded.rejected} spans with invalid trace or span ids rejected"
@@ -176,8 +195,8 @@ class Receiver:
             message = "spans accepted; not derived into metrics: " + ", ".join(
                 f"{n} {reason}" for reason, n in sorted(not_derived.items())
             )
-        self._counted(200, outcome)  # before answering: a sender that reads the metrics next sees it
-        self._send(h, 200, response(kind, decoded.rejected, message), kind, False, {})
+        self._counted(200, Outcome(decoded.spans, decoded.rejected, not_derived))  # before the answer is sent
+        return decoded.rejected, message
 
     def _reply(
         self,
@@ -188,9 +207,11 @@ class Receiver:
         *,
         close: bool = False,
         extra: dict[str, str] | None = None,
+        counted: bool = False,
     ) -> None:
         body, content_type = error_body(kind, code, message)
-        self._counted(code, None)
+        if not counted:
+            self._counted(code, None)
         self._send(h, code, body, content_type, close, extra or {})
 
     @staticmethod

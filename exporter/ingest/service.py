@@ -50,6 +50,7 @@ class IngestSettings:
 
     port: int = DEFAULT_PORT
     addr: str = "127.0.0.1"
+    grpc_port: int | None = None  # OTLP/gRPC (needs grpcio); 4317 by convention; None = off
     metrics_port: int | None = DEFAULT_METRICS_PORT
     metrics_addr: str = "127.0.0.1"
     forward: str | None = None  # the next hop's OTLP/HTTP traces URL
@@ -74,7 +75,7 @@ class IngestSettings:
     sweep_interval: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "grpc_port"):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 65535:
                 raise ValueError(f"{name} must be within 0..65535, got {v}")
@@ -131,6 +132,8 @@ class IngestService:
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
         self.port: int | None = None
+        self.grpc_port: int | None = None
+        self._grpc: Any = None
         self.metrics_port: int | None = None
 
     # ------------------------------------------------------------------ life cycle
@@ -158,6 +161,14 @@ class IngestService:
             )  # fmt: skip
             self._servers.append(httpd)
             self.port = httpd.server_address[1]
+            if s.grpc_port is not None:
+                from .grpc_receiver import serve_grpc
+
+                self._grpc, self.grpc_port = serve_grpc(
+                    receiver, s.addr, s.grpc_port, token=s.token, max_message_bytes=s.max_body_bytes,
+                    max_concurrent=s.max_concurrent, certfile=s.certfile, keyfile=s.keyfile,
+                    client_cafile=s.client_cafile, client_auth_required=s.client_auth_required,
+                )  # fmt: skip
             if s.metrics_port is not None:
                 mhttpd, _ = start_metrics_server(
                     s.metrics_port, s.metrics_addr, self.registry, certfile=s.metrics_certfile,
@@ -179,6 +190,9 @@ class IngestService:
             httpd.shutdown()
             httpd.server_close()
         self._servers.clear()
+        if self._grpc is not None:
+            self._grpc.stop(grace=1.0).wait(2.0)
+            self._grpc = None
         self._stop.set()
         if self._sweeper is not None:
             self._sweeper.join(timeout)
