@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -115,3 +116,33 @@ def test_node_agent_metrics_on_a_real_scrape_and_spans_downstream(
     last = wait_until(lambda: (v := scraped()) == expected and v, timeout=30, describe=lambda: str(scraped()))
     assert last == expected
     assert prom.query_value('agent_ingest_requests_total{code="401"}') in (None, 0)
+
+
+def test_the_readme_node_example_runs_as_written(ingest_cli: tuple[int, int, str], otlp_receiver: OtlpReceiver) -> None:
+    """README's Node.js example, pointed at a service, delivers its three spans and one execution."""
+    node = _node()
+    port, metrics_port, token = ingest_cli
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Agents in other languages", 1)[1]
+    code = section.split("```js\n", 1)[1].split("```", 1)[0]
+    assert "http://127.0.0.1:4319/v1/traces" in code
+    code = code.replace("http://127.0.0.1:4319/v1/traces", f"http://127.0.0.1:{port}/v1/traces")
+    code = code.replace(
+        "new OTLPTraceExporter({ url:", f"new OTLPTraceExporter({{ headers: {{ Authorization: 'Bearer {token}' }}, url:"
+    )
+    script = NODE_DIR / "readme-example.tmp.mjs"
+    script.write_text(code)
+    try:
+        done = subprocess.run(
+            [node, script.name], cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        script.unlink()
+    assert done.returncode == 0, done.stderr
+    assert len(otlp_receiver.wait_for_spans(3, timeout=20)) == 3
+
+    def exposition() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+
+    line = 'agent_tool_calls_total{agent="billing",outcome="error",tool="lookup_invoice"} 1.0'
+    wait_until(lambda: line in exposition(), timeout=20, describe=exposition)
