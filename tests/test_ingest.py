@@ -261,6 +261,23 @@ def test_tls_serves_https_only(ingest: Factory, tmp_path: Any) -> None:
         post(svc.port, b"", timeout=3)
 
 
+def test_connections_over_the_limit_get_503(ingest: Factory) -> None:
+    """Past max_connections open connections (a thread each), a new one is answered 503 and closed."""
+    svc = ingest(max_connections=2, max_concurrent=1)
+    assert svc.port is not None
+    idle = [socket.create_connection(("127.0.0.1", svc.port)) for _ in range(2)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+        with extra:
+            answer = extra.recv(200)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer
+        assert value(svc, "agent_ingest_requests_total", code="503") == 1
+    finally:
+        for c in idle:
+            c.close()
+    wait_until(lambda: send(svc, execution())[0] == 200, timeout=10)
+
+
 def test_concurrency_limit_answers_429(ingest: Factory) -> None:
     """With max_concurrent requests being read, one more gets 429 with Retry-After."""
     svc = ingest(max_concurrent=1)
@@ -319,7 +336,7 @@ def test_forwarding_retries_then_counts_failures(ingest: Factory, otlp_receiver:
 def test_a_full_forward_queue_answers_503_without_effect(ingest: Factory, otlp_receiver: OtlpReceiver) -> None:
     """When the next hop is stuck and the queue is full: 503 + Retry-After, nothing derived."""
     otlp_receiver.set_mode("hang", seconds=30)
-    svc = ingest(forward=otlp_receiver.endpoint, max_queue_bytes=3000)
+    svc = ingest(forward=otlp_receiver.endpoint, max_queue_bytes=3000, max_body_bytes=3000)
     assert svc.port is not None
     # the 2 posting workers hold one request each, the queue a few more, then 503
     codes = [post(svc.port, request(execution()).SerializeToString())[0] for _ in range(12)]
@@ -362,6 +379,8 @@ def test_settings_are_checked() -> None:
         IngestSettings(certfile="c.pem")
     with pytest.raises(ValueError, match="token"):
         IngestSettings(token="two words")
+    with pytest.raises(ValueError, match="max_queue_bytes"):
+        IngestSettings(max_queue_bytes=1000)
     with pytest.raises(ValueError, match="forward URL"):
         IngestService(IngestSettings(port=0, metrics_port=None, forward="ftp://x")).start()
 
@@ -385,3 +404,20 @@ def test_cli_serves_and_exits_on_sigterm(tmp_path: Any) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_span_with_a_remote_parent_completes_its_trace(ingest: Factory) -> None:
+    """An agent span whose parent is in another service (Span.flags: parent is remote) acts as the
+    root: the trace is derived after the grace period, not after the trace timeout."""
+    svc = ingest(grace=0.0, trace_timeout=3600.0)
+    spans = execution()
+    spans[-1].parent_span_id = b"\x07" * 8
+    assert send(svc, spans)[0] == 200
+    assert svc.derive() == 0  # a plain parent: held for the timeout
+    svc2 = ingest(grace=0.0, trace_timeout=3600.0)
+    spans = execution()
+    spans[-1].parent_span_id = b"\x07" * 8
+    spans[-1].flags = 0x100 | 0x200 | 0x01
+    assert send(svc2, spans)[0] == 200
+    assert svc2.derive() == 1
+    assert value(svc2, "agent_executions_started_total", agent="billing", trigger="webhook") == 1

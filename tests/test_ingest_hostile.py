@@ -115,7 +115,10 @@ def test_a_hundred_thousand_open_traces(service: type[Service]) -> None:
 def test_a_flood_at_ten_times_capacity(service: type[Service], otlp_receiver: OtlpReceiver) -> None:
     """20 senders against 2 decoding slots and a stuck next hop: only 200, 429 and 503, counted as answered."""
     otlp_receiver.set_mode("hang", seconds=60)
-    svc = service("--max-concurrent", "2", "--max-queue-bytes", "200000", "--forward", otlp_receiver.endpoint)
+    svc = service(
+        "--max-concurrent", "2", "--max-queue-bytes", "200000", "--max-body-bytes", "200000",
+        "--forward", otlp_receiver.endpoint,
+    )  # fmt: skip
     seen: Counter[int] = Counter()
     lock = threading.Lock()
     bodies = [request(execution(steps=6)).SerializeToString() for _ in range(20)]

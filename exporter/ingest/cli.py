@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="413 above (default %(default)s)")
     p.add_argument("--max-concurrent", type=int, default=d.max_concurrent,
                    help="requests decoded at once; more get 429 (default %(default)s)")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=d.max_connections,
+                   help="open OTLP/HTTP connections; more get 503 (default %(default)s)")  # fmt: skip
     p.add_argument("--max-queue-bytes", type=int, default=d.max_queue_bytes,
                    help="forward queue; full gets 503 (default %(default)s)")  # fmt: skip
     p.add_argument("--grace", type=float, default=d.grace,
@@ -83,6 +85,7 @@ def settings_from(args: argparse.Namespace) -> IngestSettings:
         metrics_client_auth_required=args.metrics_client_auth_required,
         max_body_bytes=args.max_body_bytes,
         max_concurrent=args.max_concurrent,
+        max_connections=args.max_connections,
         max_queue_bytes=args.max_queue_bytes,
         grace=args.grace,
         trace_timeout=args.trace_timeout,

@@ -26,6 +26,8 @@ from ..spanmap import SpanSummary, summarize
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+# Span.flags: the sender knows whether the parent is remote (HAS_IS_REMOTE) and it is (IS_REMOTE).
+REMOTE_PARENT = 0x100 | 0x200
 
 
 class BadRequest(ValueError):
@@ -172,7 +174,7 @@ def attributes(pairs: Any) -> Mapping[str, Any]:
 class Decoded(NamedTuple):
     """The spans of one request, grouped by trace: (summary, is the trace's root) per span."""
 
-    traces: dict[bytes, list[tuple[SpanSummary, bool]]]
+    traces: dict[bytes, list[tuple[SpanSummary, bool]]]  # bool: a root (see `summaries`)
     spans: int  # all spans in the request
     rejected: int  # spans with invalid ids: neither derived nor forwarded
 
@@ -204,7 +206,9 @@ def summaries(request: ExportTraceServiceRequest) -> Decoded:
                     span.start_time_unix_nano,
                     span.end_time_unix_nano,
                 )
-                traces.setdefault(tid, []).append((summary, not pid))
+                # A root: no parent, or a parent in another process (this sender's part of the trace).
+                root = not pid or span.flags & REMOTE_PARENT == REMOTE_PARENT
+                traces.setdefault(tid, []).append((summary, root))
     return Decoded(traces, total, rejected)
 
 

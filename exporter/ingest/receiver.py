@@ -272,9 +272,41 @@ def read_chunked(rfile: IO[bytes], limit: int) -> bytes:
             raise BadRequest("chunk not followed by CRLF")
 
 
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
 class _Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them: past that a connection is
+    answered 503 (plain HTTP; closed under TLS, whose handshake belongs to the connection's thread)."""
+
     daemon_threads = True
     request_queue_size = 128
+    max_connections = 256
+    refused: Callable[[int], None] = staticmethod(lambda code: None)
+    _slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused(503)
+            if not isinstance(request, ssl.SSLSocket):
+                try:
+                    request.settimeout(1.0)
+                    request.sendall(_BUSY)
+                except OSError:
+                    pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def serve(
@@ -287,6 +319,7 @@ def serve(
     client_cafile: str | None = None,
     client_auth_required: bool = False,
     socket_timeout: float = 30.0,
+    max_connections: int = 256,
 ) -> tuple[http.server.ThreadingHTTPServer, threading.Thread]:
     """Bind and serve on a daemon thread; TLS (and mutual TLS) as for `/metrics`. Raises OSError."""
 
@@ -312,6 +345,8 @@ def serve(
 
     class Server(_Server):
         address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        refused = staticmethod(receiver.count)
+        _slots = threading.BoundedSemaphore(max_connections)
 
     httpd = Server((addr, port), Handler)
     if certfile and keyfile:

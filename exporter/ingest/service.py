@@ -66,6 +66,7 @@ class IngestSettings:
     metrics_client_auth_required: bool = False
     max_body_bytes: int = 4 * 1024 * 1024
     max_concurrent: int = 4
+    max_connections: int = 256  # open OTLP/HTTP connections (a thread each); more are answered 503
     max_queue_bytes: int = fwd.DEFAULT_MAX_QUEUE_BYTES
     grace: float = assembly.DEFAULT_GRACE
     trace_timeout: float = assembly.DEFAULT_TIMEOUT
@@ -88,6 +89,10 @@ class IngestSettings:
             raise ValueError("metrics_client_cafile needs TLS: pass metrics_certfile and metrics_keyfile")
         if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
             raise ValueError("token must be non-empty without white space")
+        if self.max_queue_bytes < self.max_body_bytes:
+            raise ValueError("max_queue_bytes must be >= max_body_bytes (a full-size request must fit the queue)")
+        if self.max_connections < self.max_concurrent:
+            raise ValueError("max_connections must be >= max_concurrent")
         if self.sweep_interval <= 0:
             raise ValueError("sweep_interval must be > 0")
 
@@ -158,6 +163,7 @@ class IngestService:
             httpd, _ = serve(
                 receiver, s.addr, s.port, certfile=s.certfile, keyfile=s.keyfile,
                 client_cafile=s.client_cafile, client_auth_required=s.client_auth_required,
+                max_connections=s.max_connections,
             )  # fmt: skip
             self._servers.append(httpd)
             self.port = httpd.server_address[1]
