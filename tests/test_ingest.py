@@ -421,3 +421,19 @@ def test_a_span_with_a_remote_parent_completes_its_trace(ingest: Factory) -> Non
     assert send(svc2, spans)[0] == 200
     assert svc2.derive() == 1
     assert value(svc2, "agent_executions_started_total", agent="billing", trigger="webhook") == 1
+
+
+def test_a_bug_while_decoding_answers_500_and_the_service_stays_up(
+    ingest: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception inside the mapping is a 500 for that request only; the next one is served."""
+    svc = ingest()
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("exporter.ingest.otlp.summarize", broken)
+    assert send(svc, execution())[0] == 500
+    monkeypatch.undo()
+    assert send(svc, execution())[0] == 200
+    assert value(svc, "agent_ingest_requests_total", code="500") == 1

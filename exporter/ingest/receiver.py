@@ -21,6 +21,7 @@ gzip), each connection has a socket timeout, and bodies are read in chunks up to
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http.server
 import logging
@@ -91,7 +92,8 @@ class Receiver:
             h.close_connection = True  # the sender went away or timed out
         except Exception:  # noqa: BLE001 - a bug answers 500, the service stays up
             log.exception("ingest request failed")
-            self._reply(h, 500, None, "internal error", close=True)
+            with contextlib.suppress(Exception):
+                self._reply(h, 500, None, "internal error", close=True)
 
     def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
         chunked = "chunked" in (h.headers.get("Transfer-Encoding") or "").lower()
