@@ -17,11 +17,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .demo import add_arguments
 
     add_arguments(demo)
+    ingest = sub.add_parser("ingest", help="receive OTLP traces from agents in any language: metrics, then forward")
+    from .ingest.cli import add_arguments as ingest_arguments
+
+    ingest_arguments(ingest)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
 
         return run(args)
+    if args.command == "ingest":
+        from .ingest.cli import run as run_ingest
+
+        return run_ingest(args)
     return 2
 
 

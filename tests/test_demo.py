@@ -36,7 +36,8 @@ pytestmark = pytest.mark.servers
 def compose_prometheus_config(hosts: dict[str, int]) -> dict[str, Any]:
     """The stack's Prometheus config with `host:port` targets mapped to 127.0.0.1 and 1 s intervals.
 
-    Jobs whose targets are not in `hosts` (e.g. the Alertmanager one) are left out.
+    Target groups with a host not in `hosts` (the ingest service's), and jobs left with none (the
+    Alertmanager one), are left out.
     """
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
@@ -44,11 +45,12 @@ def compose_prometheus_config(hosts: dict[str, int]) -> dict[str, Any]:
     config.pop("alerting", None)
     jobs = []
     for job in config["scrape_configs"]:
-        targets = [t for sc in job.get("static_configs", []) for t in sc["targets"]]
-        names = [t.split(":")[0] for t in targets]
-        if names and all(n in hosts for n in names):
-            for sc in job["static_configs"]:
+        groups = [sc for sc in job.get("static_configs", [])
+                  if sc["targets"] and all(t.split(":")[0] in hosts for t in sc["targets"])]  # fmt: skip
+        if groups:
+            for sc in groups:
                 sc["targets"] = [f"127.0.0.1:{hosts[t.split(':')[0]]}" for t in sc["targets"]]
+            job["static_configs"] = groups
             jobs.append(job)
     config["scrape_configs"] = jobs
     return config

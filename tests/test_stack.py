@@ -96,7 +96,7 @@ def test_compose_file_parses_with_docker_compose() -> None:
         [binary, "-f", str(COMPOSE), "--profile", "collector", "config", "--services"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     ).stdout.split()  # fmt: skip
-    assert set(services) == {"prometheus", "alertmanager", "grafana", "jaeger", "demo", "otel-collector"}
+    assert set(services) == {"prometheus", "alertmanager", "grafana", "jaeger", "demo", "ingest", "otel-collector"}
 
 
 def test_compose_project_name_comes_from_env_file() -> None:
@@ -161,11 +161,11 @@ def test_prometheus_config_passes_promtool_with_the_mounted_rules(tmp_path: Path
 
 
 def test_prometheus_scrapes_the_demo_with_the_contract_job_name() -> None:
-    """Job `agent-exporter` (semconv.SCRAPE_JOB) scrapes demo:9464; alerts go to alertmanager:9093."""
+    """Job `agent-exporter` (semconv.SCRAPE_JOB) scrapes demo:9464 and ingest:9464; alerts go to alertmanager:9093."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     targets = [t for sc in jobs[semconv.SCRAPE_JOB]["static_configs"] for t in sc["targets"]]
-    assert targets == ["demo:9464"]
+    assert targets == ["demo:9464", "ingest:9464"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     assert "9464" in " ".join(compose()["services"]["demo"]["command"])
     assert compose()["services"]["demo"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"

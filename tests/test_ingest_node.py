@@ -1,0 +1,148 @@
+"""Acceptance: a Node.js agent (the OpenTelemetry JS SDK) → `agent-exporter ingest` → a real Prometheus,
+and every span on to a downstream OTLP sink.
+
+The client is tests/node/send.mjs with the pinned packages of tests/node/package.json
+(`.ci/run` installs them with `npm ci`); without node or its packages the test skips locally
+and fails under CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter import semconv as sc
+from tests.servers import OtlpReceiver, PrometheusServer, wait_until
+
+NODE_DIR = Path(__file__).parent / "node"
+
+pytestmark = pytest.mark.servers
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    missing = None
+    if node is None:
+        missing = "node not installed (apt-get install nodejs npm)"
+    elif not (NODE_DIR / "node_modules" / "@opentelemetry" / "exporter-trace-otlp-proto").is_dir():
+        missing = "tests/node packages not installed: npm ci --prefix tests/node"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing)
+    assert node is not None
+    return node
+
+
+@pytest.fixture
+def ingest_cli(otlp_receiver: OtlpReceiver, tmp_path: Path) -> Iterator[tuple[int, int, str]]:
+    """`agent-exporter ingest` as a process forwarding to the sink, with a token: (port, metrics port, token)."""
+    token = "node-test-token"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter.cli", "ingest", "--port", "0", "--metrics-port", "0",
+         "--forward", otlp_receiver.endpoint, "--token-file", str(token_file), "--grace", "0.5"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "OTLP on" in line, line
+        port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        metrics_port = int(line.split("/metrics on 127.0.0.1:")[1].split(",")[0])
+        yield port, metrics_port, token
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_node_agent_metrics_on_a_real_scrape_and_spans_downstream(
+    ingest_cli: tuple[int, int, str],
+    otlp_receiver: OtlpReceiver,
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    """Success, tool error, failure and an evaluation from Node.js give exact metrics in Prometheus;
+    every span the client made arrives at the next hop."""
+    node = _node()
+    port, metrics_port, token = ingest_cli
+    prom = prometheus_factory({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": sc.SCRAPE_JOB, "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+    })  # fmt: skip
+    prom.wait_for(lambda: prom.query_value(f'up{{job="{sc.SCRAPE_JOB}"}}') == 1, timeout=30)
+    done = subprocess.run(
+        [node, "send.mjs", f"http://127.0.0.1:{port}/v1/traces", token],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ids = set(json.loads(done.stdout)["spans"])
+    assert len(ids) == 4 * 4
+
+    got = otlp_receiver.wait_for_spans(len(ids), timeout=20)
+    assert {s.span_id for s in got} == ids
+    assert all(s.resource_attributes.get("service.name") == "node-agent" for s in got)
+
+    a = 'agent="node-billing",trigger="webhook"'
+    expected = {
+        f"agent_executions_started_total{{{a}}}": 4,
+        f'agent_executions_finished_total{{{a},status="completed"}}': 2,
+        f'agent_executions_finished_total{{{a},status="failed"}}': 2,
+        f'agent_execution_failures_total{{{a},cause="tool_error"}}': 1,
+        f'agent_execution_failures_total{{{a},cause="timeout"}}': 1,
+        'agent_tool_calls_total{agent="node-billing",tool="lookup",outcome="success"}': 3,
+        'agent_tool_calls_total{agent="node-billing",tool="lookup",outcome="error"}': 1,
+        'agent_steps_total{agent="node-billing",step="chat plan",status="passed"}': 4,
+        'agent_tokens_total{agent="node-billing",step="chat answer",type="input"}': 400,
+        'agent_evaluations_total{agent="node-billing",step="execution",result="pass"}': 1,
+        f"agent_execution_evaluation_score_count{{{a}}}": 1,
+        "agent_ingest_spans_received_total": 16,
+        'agent_ingest_forward_spans_total{outcome="sent"}': 16,
+    }
+
+    def scraped() -> dict[str, float | None]:
+        return {q: prom.query_value(f"sum({q})") for q in expected}
+
+    last = wait_until(lambda: (v := scraped()) == expected and v, timeout=30, describe=lambda: str(scraped()))
+    assert last == expected
+    assert prom.query_value('agent_ingest_requests_total{code="401"}') in (None, 0)
+
+
+def test_the_readme_node_example_runs_as_written(ingest_cli: tuple[int, int, str], otlp_receiver: OtlpReceiver) -> None:
+    """README's Node.js example, pointed at a service, delivers its three spans and one execution."""
+    node = _node()
+    port, metrics_port, token = ingest_cli
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Agents in other languages", 1)[1]
+    code = section.split("```js\n", 1)[1].split("```", 1)[0]
+    assert "http://127.0.0.1:4319/v1/traces" in code
+    code = code.replace("http://127.0.0.1:4319/v1/traces", f"http://127.0.0.1:{port}/v1/traces")
+    code = code.replace(
+        "new OTLPTraceExporter({ url:", f"new OTLPTraceExporter({{ headers: {{ Authorization: 'Bearer {token}' }}, url:"
+    )
+    script = NODE_DIR / "readme-example.tmp.mjs"
+    script.write_text(code)
+    try:
+        done = subprocess.run(
+            [node, script.name], cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        script.unlink()
+    assert done.returncode == 0, done.stderr
+    assert len(otlp_receiver.wait_for_spans(3, timeout=20)) == 3
+
+    def exposition() -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+
+    line = 'agent_tool_calls_total{agent="billing",outcome="error",tool="lookup_invoice"} 1.0'
+    wait_until(lambda: line in exposition(), timeout=20, describe=exposition)
