@@ -71,7 +71,7 @@ def _objects(files: dict[str, str]) -> list[dict[str, Any]]:
 
 COMMITTED = {p.name: p.read_text(encoding="utf-8") for p in sorted(KUBE_DIR.glob("*.yaml"))}
 OBJECTS = _objects(COMMITTED)
-CORE = [o for o in OBJECTS if o["apiVersion"] == "v1"]
+CORE = [o for o in OBJECTS if o["apiVersion"] in ("v1", "apps/v1")]
 OPERATOR = [o for o in OBJECTS if o["apiVersion"].startswith("monitoring.coreos.com/")]
 
 
@@ -133,7 +133,8 @@ def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load(COMMITTED["kustomization.yaml"])
     assert sorted(kustomization["resources"]) == sorted(set(COMMITTED) - {"kustomization.yaml"})
     assert kustomization["namespace"] == k8s.KubeParams.namespace
-    assert {"PrometheusRule", "PodMonitor", "AlertmanagerConfig", "ConfigMap"} == {o["kind"] for o in OBJECTS}
+    kinds = {"PrometheusRule", "PodMonitor", "AlertmanagerConfig", "ConfigMap", "Deployment", "Service"}
+    assert kinds == {o["kind"] for o in OBJECTS}
 
 
 def test_core_objects_validate_against_kubernetes_schema() -> None:
@@ -317,3 +318,18 @@ def test_readme_documents_the_kubernetes_set_up() -> None:
                    *k8s.SECRET_KEYS.values(), "exemplar-storage", "PROMETHEUS_MULTIPROC_DIR", "sendExemplars",
                    "folderAnnotation", "alertmanagerConfigSelector", "ingest"):  # fmt: skip
         assert needle in section, needle
+
+
+def test_ingest_service_is_scraped_and_bounded() -> None:
+    """The ingest Deployment's pods carry the PodMonitor's label and a `metrics` port, with resource limits."""
+    (deployment,) = _by_kind("Deployment")
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"][k8s.POD_LABEL] == k8s.POD_LABEL_VALUE
+    (container,) = pod["spec"]["containers"]
+    assert container["args"][0] == "ingest" and "--addr=0.0.0.0" in container["args"]
+    assert {p["name"] for p in container["ports"]} == {"otlp-http", k8s.METRICS_PORT}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert container["securityContext"]["runAsNonRoot"] is True
+    (service,) = _by_kind("Service")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert pod["metadata"]["labels"].items() >= service["spec"]["selector"].items()

@@ -58,6 +58,7 @@ SECRET_KEYS = {
     "smtp_ca": "smtp-ca.crt",
     "webhook_url": "webhook-url",
     "webhook_token": "webhook-token",
+    "ingest_token": "ingest-token",  # optional: senders to the ingest service must present it
 }
 OPERATOR_V1 = "monitoring.coreos.com/v1"
 OPERATOR_V1ALPHA1 = "monitoring.coreos.com/v1alpha1"
@@ -81,6 +82,12 @@ class KubeParams:
     secret: str = "agent-exporter-alertmanager"  # the Secret with SECRET_KEYS, in `namespace`
     folder: str = "Agents"  # Grafana folder of the dashboards
     name: str = PART_OF  # prefix of every object's name
+    # The `agent-exporter ingest` service (agents in other languages send OTLP to it). The image is
+    # the repository's Dockerfile, built and pushed by you (kustomize `images:` renames it); its
+    # spans go to `ingest_forward` (your Collector's or Jaeger's OTLP/HTTP traces URL; "none": kept
+    # nowhere, only the metrics are derived).
+    ingest_image: str = "agent-exporter:0.1.0"
+    ingest_forward: str = "none"
 
     def __post_init__(self) -> None:
         for field_ in ("namespace", "secret", "name"):
@@ -263,6 +270,70 @@ def dashboard_config_maps(k: KubeParams) -> list[dict[str, Any]]:
     return maps
 
 
+# --------------------------------------------------------------------------- the ingest service
+
+INGEST_OTLP_PORT = 4318
+INGEST_METRICS_PORT = 9464
+
+
+def ingest_objects(k: KubeParams) -> list[dict[str, Any]]:
+    """`agent-exporter ingest` as a Deployment (scraped by the PodMonitor) and its Service.
+
+    One replica: a trace's spans must meet in one process (docs/ingest.md; for several, a
+    Collector `loadbalancing` exporter by trace id in front, as deploy/ingest-scale/ shows).
+    """
+    name = f"{k.name}-ingest"
+    selector = {"app.kubernetes.io/name": name}
+    pod_labels = {**selector, "app.kubernetes.io/part-of": PART_OF, POD_LABEL: POD_LABEL_VALUE}
+    container = {
+        "name": "ingest",
+        "image": k.ingest_image,
+        "args": [
+            "ingest", "--addr=0.0.0.0", f"--port={INGEST_OTLP_PORT}", "--metrics-addr=0.0.0.0",
+            f"--metrics-port={INGEST_METRICS_PORT}", f"--forward={k.ingest_forward}",
+        ],
+        "ports": [
+            {"name": "otlp-http", "containerPort": INGEST_OTLP_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT, "containerPort": INGEST_METRICS_PORT, "protocol": "TCP"},
+        ],
+        "env": [{
+            "name": "AGENT_EXPORTER_INGEST_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": k.secret, "key": SECRET_KEYS["ingest_token"], "optional": True}},
+        }],
+        # Its budgets (docs/ingest.md) keep it under 400 MB even flooded: the limit leaves room.
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/metrics", "port": METRICS_PORT}, "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/metrics", "port": METRICS_PORT}, "periodSeconds": 20},
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+        },
+    }  # fmt: skip
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(k, name, **selector),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 15},
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(k, name, **selector),
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": "otlp-http", "port": INGEST_OTLP_PORT, "targetPort": "otlp-http", "protocol": "TCP"}],
+        },
+    }
+    return [deployment, service]
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -280,6 +351,7 @@ def build(k: KubeParams | None = None, rules: Params | None = None,
         "alertmanagerconfig.yaml": _docs([alertmanager_config(k, am)]),
         "alertmanager-templates.yaml": _docs([templates_config_map(k)]),
         "grafana-dashboards.yaml": _docs(dashboard_config_maps(k)),
+        "ingest.yaml": _docs(ingest_objects(k)),
     }
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -301,6 +373,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--namespace", default=KubeParams.namespace)
     parser.add_argument("--grafana-url", default=Params.grafana_url, help="Grafana's external URL (alert links)")
     parser.add_argument("--runbook-url", default=Params.runbook_base, help="the runbook page (alert links)")
+    parser.add_argument("--ingest-image", default=KubeParams.ingest_image, help="the ingest service's image")
+    parser.add_argument("--ingest-forward", default=KubeParams.ingest_forward,
+                        help="the ingest service's next hop: an OTLP/HTTP traces URL, or none")  # fmt: skip
     return parser
 
 
@@ -308,15 +383,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     defaults = _parser().parse_args([])
     if args.out is None:
-        if (args.release, args.namespace, args.grafana_url, args.runbook_url) != (
-            defaults.release, defaults.namespace, defaults.grafana_url, defaults.runbook_url
-        ):  # fmt: skip
+        settings = ("release", "namespace", "grafana_url", "runbook_url", "ingest_image", "ingest_forward")
+        if any(getattr(args, s) != getattr(defaults, s) for s in settings):
             print("build.py: settings need --out DIR (the committed files use the defaults)", file=sys.stderr)
             return 2
         out, files = HERE, build()
     else:
         try:
-            k = KubeParams(namespace=args.namespace, release=args.release)
+            k = KubeParams(namespace=args.namespace, release=args.release, ingest_image=args.ingest_image,
+                           ingest_forward=args.ingest_forward)  # fmt: skip
             rules = Params(grafana_url=args.grafana_url, runbook_base=args.runbook_url)
         except ValueError as exc:
             print(f"build.py: {exc}", file=sys.stderr)
@@ -340,4 +415,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 __all__ = ["POD_LABEL", "SECRET_KEYS", "KubeParams", "alertmanager_config", "build", "dashboard_config_maps",
-           "pod_monitor", "prometheus_rule", "templates_config_map", "semconv"]  # fmt: skip
+           "ingest_objects", "pod_monitor", "prometheus_rule", "templates_config_map", "semconv"]  # fmt: skip
