@@ -988,6 +988,11 @@ CAUSES = {
         "concluding (the down backend does no export work, so it is normally cheaper than up)."
     ),
     "Memory growth with the number of executions": "Memory: unexpected; investigate with tracemalloc.",
+    "sample_healthy=0.1: CPU per execution, export paid, vs bare SDK": (
+        "Sampling saves the export (serialising and sending 85% of the spans) but not the spans "
+        "themselves: every execution's spans are made and held until its outcome is known, and that "
+        "part is most of the paced per-execution CPU here (the agent-thread column)."
+    ),
 }
 
 
@@ -1026,6 +1031,9 @@ def main(argv: list[str] | None = None) -> int:
     sections.append(section_exposition(p, targets))
     sections.append(section_concurrency(p))
     sections.append(section_bridge(p, targets))
+    from .export import section as section_export
+
+    sections.append(section_export(p.name, targets, Section, Target, log))
     elapsed = time.monotonic() - t_start
 
     summary = Section(
