@@ -265,6 +265,11 @@ def activate(policy: Sampling | None) -> None:
     _active = policy
 
 
+def dropped(trace_id: int) -> bool:
+    """True if a holder dropped this trace (its late spans go too): no exemplar may name it."""
+    return bool(_holders) and any(trace_id in h._dropped for h in list(_holders))
+
+
 def holders() -> list[SamplingSpanProcessor]:
     """The live holders (for tests and the benchmark)."""
     return list(_holders)

@@ -442,3 +442,17 @@ def test_every_exemplar_in_a_prometheus_scrape_is_at_the_receiver(prometheus_fac
     received = {s.trace_id for s in otlp_receiver.spans()}
     assert linked and linked <= received, linked - received
     assert len(received) < 300
+
+
+def test_a_framework_run_in_a_dropped_trace_links_no_exemplar() -> None:
+    """The span bridge gives no exemplar to a framework run in a trace the sampler already dropped."""
+    from tests.test_bridge import _agent_run
+
+    with capture(span_metrics=True, sample_healthy=0.0) as cap:
+        with in_trace(DROP):
+            with exporter.execution("a") as run:
+                _healthy(run)
+            _agent_run(cap.state.tracing.provider)  # after the execution ended: its trace is dropped
+        assert cap.value("agent_executions_started_total", agent="weather", trigger="unknown") == 1
+        assert cap.spans() == []
+        assert format(DROP, "032x") not in _exemplar_trace_ids(cap)
