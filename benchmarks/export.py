@@ -65,6 +65,7 @@ def child(a: argparse.Namespace) -> None:
         state.tracing.processor.force_flush(30_000)
     base = _received(a.endpoint)
     base_exported = state.tracing.processor.exported if state is not None else 0
+    base_lost = state.tracing.processor.lost if state is not None else 0  # the unpaced warm-up may drop
     n = max(1, int(a.rate * a.seconds))
     failed = 0
     thread = 0.0
@@ -101,7 +102,7 @@ def child(a: argparse.Namespace) -> None:
     if state is not None:
         proc = state.tracing.processor
         out["exported"] = proc.exported - base_exported
-        out["lost"] = proc.lost
+        out["lost"] = proc.lost - base_lost
         out["kept_spans"] = out["exported"] + proc.lost
     print(json.dumps(out), flush=True)
     if hw is not None:
