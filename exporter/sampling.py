@@ -124,7 +124,13 @@ class SamplingSpanProcessor(SpanProcessor):
         self.inner.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._open or self._dropped:  # nothing held, nothing dropped: straight through
+        if (self._open or self._dropped) and self._hold_or_drop(span):  # else: straight through
+            return
+        self.inner.on_end(span)
+
+    def _hold_or_drop(self, span: ReadableSpan) -> bool:
+        """True if the span was held or dropped here; never raises into whoever ended the span."""
+        try:
             trace_id = span.context.trace_id
             early: list[ReadableSpan] = []
             with self._lock:
@@ -133,15 +139,17 @@ class SamplingSpanProcessor(SpanProcessor):
                     if len(held) < self._max_per_trace and self.held < self._max_held:
                         held.append(span)
                         self.held += 1
-                        return
+                        return True
                     early = self._overflow(trace_id)
                 elif trace_id in self._dropped:
                     self.discarded += 1
-                    return
+                    return True
             if early:
                 self._export(early)
                 _report_overflow(len(early))
-        self.inner.on_end(span)
+        except Exception:  # noqa: BLE001 - a bug here must not reach the application: export as usual
+            return False
+        return False
 
     def _overflow(self, trace_id: int) -> list[ReadableSpan]:
         """Under the lock: release this trace if it is over its cap, else the oldest held traces."""
@@ -244,7 +252,10 @@ class Sampling:
         """The execution ended: kept for `reason`, or dropped when None."""
         keep = reason is not None
         for holder in list(_holders):
-            holder.release(trace_id, keep)
+            try:
+                holder.release(trace_id, keep)
+            except Exception:  # noqa: BLE001 - the execution's metrics are recorded after this
+                pass
         self.count(reason)
 
     def count(self, reason: str | None) -> None:

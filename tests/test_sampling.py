@@ -456,3 +456,19 @@ def test_a_framework_run_in_a_dropped_trace_links_no_exemplar() -> None:
         assert cap.value("agent_executions_started_total", agent="weather", trigger="unknown") == 1
         assert cap.spans() == []
         assert format(DROP, "032x") not in _exemplar_trace_ids(cap)
+
+
+def test_a_span_the_holder_cannot_read_passes_through_without_raising() -> None:
+    """A span whose context cannot be read is exported as usual, never raised into the application."""
+
+    class Broken:
+        @property
+        def context(self) -> Any:
+            raise RuntimeError("unreadable")
+
+    inner = _Counting()
+    holder = SamplingSpanProcessor(inner)
+    holder.hold(1)
+    holder.on_end(Broken())  # type: ignore[arg-type]
+    assert inner.ended == 1
+    holder.shutdown()
