@@ -709,9 +709,9 @@ def overview() -> dict[str, Any]:
     g.row(8)
     g.add(24, timeseries(
         "Traces kept and dropped by sampling",
-        "With configure(sample_healthy=) below 1: executions per minute whose trace was kept "
-        "(failed, timeout, step_failed, slow, sampled...) or dropped (healthy, head_sampler). "
-        "Empty when sampling is off. Metrics and logs are never sampled.",
+        "Executions per minute whose trace was kept (failed, timeout, step_failed, slow, sampled..., "
+        "keep_all while sample_healthy is 1) or dropped (healthy, head_sampler). "
+        "Metrics and logs are never sampled.",
         [target(per_minute(agg(f"{sc.LABEL_DECISION}, {sc.LABEL_REASON}",
                                rate(sel(sc.SAMPLING_DECISIONS.name)))), "{{decision}} {{reason}}")],
         "opm", stack=True, min_=0,

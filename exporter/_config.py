@@ -104,7 +104,7 @@ class State:
     log: Any
     server: Any = None
     bridge: Any = None  # the span bridge, with span_metrics=True
-    sampling: Sampling | None = None  # with sample_healthy < 1: which executions' traces are kept
+    sampling: Sampling | None = None  # which executions' traces are kept (holds spans if sample_healthy < 1)
     server_thread: Any = None
     warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
 
@@ -278,7 +278,7 @@ def configure(
         if span_exporter is None and setup.processor is not None:
             own_exporter_logs(setup.processor.exporter, warn)  # the library built it: its SDK logs are ours
         state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
-        if sample_healthy < 1 and tracing:
+        if tracing:  # every execution's trace decision is counted; spans are held only below 1
             decisions = metrics.child
 
             def count(decision: str, reason: str) -> None:
@@ -286,7 +286,7 @@ def configure(
 
             state.sampling = Sampling(float(sample_healthy), on_drop, count)
             activate(state.sampling)
-            if setup.processor is None and not holders():
+            if sample_healthy < 1 and setup.processor is None and not holders():
                 warn.warn(
                     "sampling",
                     "sample_healthy < 1 holds spans only in the library's own export (otlp_endpoint= or "

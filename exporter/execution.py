@@ -131,7 +131,7 @@ class Execution:
         self._resume = _resume
         self._sampling: Sampling | None = None  # set when this execution's spans are held
         self._flagged: str | None = None  # a step's reason to keep the trace (SamplingReason)
-        self._head_dropped = False  # the head sampler dropped the trace (counted with sampling on)
+        self._head_dropped = False  # the head sampler dropped the trace (counted as such)
 
     # ------------------------------------------------------------------ helpers
 
@@ -250,8 +250,9 @@ class Execution:
         if samp is not None:
             self._sampling = None
             samp.release(self._span.get_span_context().trace_id, reason)
-        elif self._head_dropped and self._state.sampling is not None:
-            self._state.sampling.count(SamplingReason.HEAD_SAMPLER.value)
+        elif self.trace_id is not None and self._state.sampling is not None:  # not held: kept, or never sampled
+            reason = SamplingReason.HEAD_SAMPLER if self._head_dropped else SamplingReason.KEEP_ALL
+            self._state.sampling.count(reason.value)
 
     def _restore(self, c: Mapping[str, Any]) -> None:
         """Continue an execution suspended elsewhere: same trace, its counts carried over."""

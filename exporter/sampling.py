@@ -242,7 +242,9 @@ class Sampling:
         return SamplingReason.SAMPLED.value if keeps_healthy(trace_id, self.bound) else None
 
     def hold(self, trace_id: int) -> bool:
-        """Hold this trace in every live holder; False when there is none (nothing is then held)."""
+        """Hold this trace in every live holder; False when sampling is off or there is no holder."""
+        if self.ratio >= 1:
+            return False
         holders = list(_holders)
         for holder in holders:
             holder.hold(trace_id)

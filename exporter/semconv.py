@@ -97,7 +97,7 @@ class DropReason(StrEnum):
 
 
 class SamplingReason(StrEnum):
-    """Why a trace was kept (`task.sampling.reason`) or dropped, with `configure(sample_healthy=)` < 1."""
+    """Why a trace was kept (`task.sampling.reason`, set while `sample_healthy` < 1) or dropped."""
 
     FAILED = "failed"  # the execution failed (any cause but timeout)
     TIMEOUT = "timeout"  # it failed by timeout
@@ -108,6 +108,7 @@ class SamplingReason(StrEnum):
     SLOW = "slow"  # ran longer than the agent's max_runtime_seconds objective
     SUSPENDED = "suspended"  # suspended or resumed: kept in every part, so the trace stays whole
     SAMPLED = "sampled"  # healthy, and its trace id fell in the sample_healthy fraction
+    KEEP_ALL = "keep_all"  # not held: sample_healthy is 1 (or no holder in the export), so kept
     HEALTHY = "healthy"  # dropped: healthy, outside the sample_healthy fraction
     HEAD_SAMPLER = "head_sampler"  # dropped: the head sampler had already dropped the trace
 
@@ -249,7 +250,7 @@ EXPORTER_DROPPED: Final = MetricSpec(
 )  # fmt: skip
 SAMPLING_DECISIONS: Final = MetricSpec(
     "agent_exporter_sampling_decisions_total", "counter", (LABEL_DECISION, LABEL_REASON),
-    "Executions whose trace was kept or dropped by sample_healthy, by reason (only while it is below 1).",
+    "Executions whose trace was kept or dropped, by reason (sample_healthy, the head sampler).",
 )  # fmt: skip
 
 METRICS: Final[tuple[MetricSpec, ...]] = (

@@ -139,12 +139,12 @@ def test_a_healthy_execution_inside_the_fraction_is_exported_whole() -> None:
 
 
 def test_default_keeps_everything_without_a_reason_attribute() -> None:
-    """sample_healthy=1 (the default) holds nothing, keeps every trace, counts no decision."""
+    """sample_healthy=1 (the default) holds nothing, keeps every trace, counts it as keep_all."""
     with capture() as cap:
         with in_trace(DROP), exporter.execution("a") as run:
             _healthy(run)
         assert len(cap.spans()) == 3 and reasons(cap) == [None]
-        assert cap.total("agent_exporter_sampling_decisions_total") == 0
+        assert cap.total("agent_exporter_sampling_decisions_total") == decisions(cap, "kept", "keep_all") == 1
 
 
 def test_the_healthy_fraction_is_close_to_the_ratio() -> None:
@@ -247,12 +247,9 @@ def test_with_the_apps_provider_and_no_wrapper_every_trace_is_kept_and_a_warning
         _healthy(run)
     assert len(mem.get_finished_spans()) == 3
     assert "SamplingSpanProcessor" in caplog.text
-    assert (
-        state.metrics.registry.get_sample_value(
-            "agent_exporter_sampling_decisions_total", {"decision": "dropped", "reason": "healthy"}
-        )
-        is None
-    )
+    counted = state.metrics.registry.get_sample_value
+    assert counted("agent_exporter_sampling_decisions_total", {"decision": "dropped", "reason": "healthy"}) is None
+    assert counted("agent_exporter_sampling_decisions_total", {"decision": "kept", "reason": "keep_all"}) == 1
 
 
 def test_a_trace_the_head_sampler_dropped_stays_dropped_and_has_no_exemplar() -> None:
