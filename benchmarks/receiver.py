@@ -3,7 +3,8 @@ process being measured (and its memory is not counted in that process's RSS).
 
 `python3 -m benchmarks.receiver --mode ok|hang [--hang-seconds S]` prints its port on the first
 line of stdout. It decodes every request (`ExportTraceServiceRequest`, gunzipped if needed) and
-counts spans; `GET /count` answers `{"spans": n, "requests": n, "bad": n}`. In `hang` mode each
+counts spans; `GET /count` answers `{"spans": n, "requests": n, "bad": n, "traces": n,
+"error_traces": n}` (distinct trace ids; those with a span whose status is ERROR). In `hang` mode each
 export is held `--hang-seconds` before the answer (a backend that answers slowly).
 """
 
@@ -30,7 +31,9 @@ _EMPTY = ExportTraceServiceResponse().SerializeToString()
 
 def _serve(mode: str, hang_seconds: float) -> None:
     lock = threading.Lock()
-    counts = {"spans": 0, "requests": 0, "bad": 0}
+    counts = {"spans": 0, "requests": 0, "bad": 0, "traces": 0, "error_traces": 0}
+    traces: set[bytes] = set()
+    errors: set[bytes] = set()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a collector would
@@ -59,7 +62,8 @@ def _serve(mode: str, hang_seconds: float) -> None:
                     body = gzip.decompress(body)
                 req = ExportTraceServiceRequest()
                 req.ParseFromString(body)
-                n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+                spans = [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+                n = len(spans)
             except Exception:  # noqa: BLE001
                 with lock:
                     counts["bad"] += 1
@@ -68,6 +72,12 @@ def _serve(mode: str, hang_seconds: float) -> None:
             with lock:
                 counts["spans"] += n
                 counts["requests"] += 1
+                for sp in spans:
+                    traces.add(sp.trace_id)
+                    if sp.status.code == 2:  # STATUS_CODE_ERROR
+                        errors.add(sp.trace_id)
+                counts["traces"] = len(traces)
+                counts["error_traces"] = len(errors)
             self._answer(200, _EMPTY, "application/x-protobuf")
 
     class Server(http.server.ThreadingHTTPServer):

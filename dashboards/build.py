@@ -706,6 +706,16 @@ def overview() -> dict[str, Any]:
                 + " or on() vector(0)", "{{reason}}")],  # on(): a 0 line only when nothing was dropped
         "opm", min_=0,
     ))  # fmt: skip
+    g.row(8)
+    g.add(24, timeseries(
+        "Traces kept and dropped by sampling",
+        "Executions per minute whose trace was kept (failed, timeout, step_failed, slow, sampled..., "
+        "keep_all while sample_healthy is 1) or dropped (healthy, head_sampler). "
+        "Metrics and logs are never sampled.",
+        [target(per_minute(agg(f"{sc.LABEL_DECISION}, {sc.LABEL_REASON}",
+                               rate(sel(sc.SAMPLING_DECISIONS.name)))), "{{decision}} {{reason}}")],
+        "opm", stack=True, min_=0,
+    ))  # fmt: skip
     return dashboard(
         UIDS["overview"],
         "Are the agents completing their tasks, fast enough and well enough, right now?",

@@ -31,6 +31,7 @@ from .bridge import task
 from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
 from .execution import Execution
 from .logs import add_trace_context
+from .sampling import SamplingSpanProcessor
 from .semconv import ExecutionStatus, FailureCause, PendingReason, StepStatus, Trigger
 from .steps import Step, ToolCall
 
@@ -42,6 +43,7 @@ __all__ = [
     "MissingData",
     "Objectives",
     "PendingReason",
+    "SamplingSpanProcessor",
     "Step",
     "StepStatus",
     "ToolCall",

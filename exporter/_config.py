@@ -30,6 +30,7 @@ from .exposition import make_metrics_app, start_metrics_server
 from .logs import RateLimitedWarnings, get_logger, own_exporter_logs
 from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
 from .recorder import Recorder
+from .sampling import Sampling, activate, holders
 from .semconv import DropReason, StepStatus
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
 
@@ -103,6 +104,7 @@ class State:
     log: Any
     server: Any = None
     bridge: Any = None  # the span bridge, with span_metrics=True
+    sampling: Sampling | None = None  # which executions' traces are kept (holds spans if sample_healthy < 1)
     server_thread: Any = None
     warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
 
@@ -156,6 +158,7 @@ _CHECKS: Mapping[str, c.Check] = {
     "tracing": c.flag,
     "set_global_tracer_provider": c.flag,
     "span_metrics": c.flag,
+    "sample_healthy": c.ratio,
     "export_timeout": c.seconds(zero_ok=False),
     "shutdown_timeout": c.seconds(zero_ok=True),
     "max_label_values": c.int_in(1),
@@ -202,6 +205,7 @@ def configure(
     tracing: bool = True,
     set_global_tracer_provider: bool = False,
     span_metrics: bool = False,
+    sample_healthy: float = 1.0,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     max_label_values: int = DEFAULT_MAX_LABEL_VALUES,
@@ -219,6 +223,9 @@ def configure(
     what the standard `OTEL_EXPORTER_OTLP_*` variables say; with none, spans are made (their ids
     reach logs and exemplars) but not exported. The application's provider is never added to or
     replaced.
+
+    `sample_healthy` below 1 keeps every failed, slow or flagged execution's trace and that fraction
+    of the healthy ones (exporter/sampling.py); metrics and logs stay exact.
     """
     global _state
     check_arguments(locals())  # on every call, so a bad argument never passes silently
@@ -266,10 +273,26 @@ def configure(
             on_drop=on_drop,
             on_warn=lambda m: warn.warn("tracing", m),
             version=__version__,
+            sample_healthy=sample_healthy,
         )
         if span_exporter is None and setup.processor is not None:
             own_exporter_logs(setup.processor.exporter, warn)  # the library built it: its SDK logs are ours
         state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
+        if tracing:  # every execution's trace decision is counted; spans are held only below 1
+            decisions = metrics.child
+
+            def count(decision: str, reason: str) -> None:
+                decisions(sc.SAMPLING_DECISIONS, decision, reason).inc()
+
+            state.sampling = Sampling(float(sample_healthy), on_drop, count)
+            activate(state.sampling)
+            if sample_healthy < 1 and setup.processor is None and not holders():
+                warn.warn(
+                    "sampling",
+                    "sample_healthy < 1 holds spans only in the library's own export (otlp_endpoint= or "
+                    "span_exporter=) or in an exporter.SamplingSpanProcessor around your export processor; "
+                    "with neither, every trace is kept",
+                )
         if span_metrics:  # other instrumentations' spans become the same metrics and log events
             state.bridge = install_bridge(setup, state.recorder, metrics.drop, exemplars=metrics.exemplars)
         if metrics_port is not None:
@@ -374,4 +397,5 @@ def reset() -> None:
     global _state
     with _lock:
         shutdown()
+        activate(None)
         _state = None

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from .events import EventSink
 from .metrics import exemplar_of
 from .recording import current_execution_var, current_step_var
+from .sampling import dropped
 from .semconv import DropReason
 from .spanmap import OWN_SCOPE, Native, SpanSummary, assemble, summarize
 from .tracing import TracingSetup
@@ -167,7 +168,9 @@ class SpanBridge(SpanProcessor):
 
     def _assemble(self, trace: _Trace, trace_id: int, sampled: bool) -> None:
         hex_id = format(trace_id, "032x")
-        exemplar = exemplar_of(hex_id) if self._exemplars and sampled else None
+        # An exemplar names only a trace that is exported: sampled by the head sampler, not dropped
+        # by execution-level sampling (a late framework run in a trace whose execution was dropped).
+        exemplar = exemplar_of(hex_id) if self._exemplars and sampled and not dropped(trace_id) else None
         events = assemble(trace.spans, trace_id=hex_id, exemplar=exemplar, natives=trace.natives, task=trace.task)
         record = self._sink.record
         for event in events:

@@ -56,7 +56,8 @@ from .recording import (
     record_exception,
     restore_context,
 )  # fmt: skip
-from .semconv import DropReason, FailureCause, PendingReason
+from .sampling import Sampling
+from .semconv import DropReason, FailureCause, PendingReason, SamplingReason
 from .steps import Step
 from .watchdog import WATCHDOG
 
@@ -128,6 +129,9 @@ class Execution:
         self._tokens_in = 0
         self._tokens_out = 0
         self._resume = _resume
+        self._sampling: Sampling | None = None  # set when this execution's spans are held
+        self._flagged: str | None = None  # a step's reason to keep the trace (SamplingReason)
+        self._head_dropped = False  # the head sampler dropped the trace (counted as such)
 
     # ------------------------------------------------------------------ helpers
 
@@ -188,8 +192,11 @@ class Execution:
             sc.SPAN_EXECUTION.format(agent=self.agent), context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
         self.trace_id, self.span_id = hex_ids(span)
-        # prometheus_client drops exemplars in multiprocess mode: do not build them there.
-        self.exemplar = exemplar_of(self.trace_id) if self._rec.exemplars else None
+        # prometheus_client drops exemplars in multiprocess mode: do not build them there. An
+        # exemplar links only to a trace that will be exported (the head sampler kept it, and with
+        # sampling on, its trace id is in the healthy fraction; a failure links it at the decision).
+        linked = self._hold(span.get_span_context(), resume is not None)
+        self.exemplar = exemplar_of(self.trace_id) if linked and self._rec.exemplars else None
         self.ref = ExecutionRef(self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar)
         self._ctx = trace.set_span_in_context(span, parent)
         self._otel_token = otel_context.attach(self._ctx)
@@ -201,6 +208,51 @@ class Execution:
             self._enter_pending(self._pending_reason)
         else:
             self._start_running()
+
+    def _hold(self, ctx: trace.SpanContext, resumed: bool) -> bool:
+        """Hold this trace's spans when sampling is on; True if the trace is known to be kept."""
+        if not ctx.trace_flags.sampled:
+            self._head_dropped = ctx.is_valid
+            return False
+        samp = self._state.sampling
+        if samp is None or not samp.hold(ctx.trace_id):
+            return True
+        self._sampling = samp
+        return resumed or samp.keeps_healthy(ctx.trace_id)
+
+    def _flag(self, reason: SamplingReason) -> None:
+        """A step failed or was flagged: the trace will be kept, so observations may link to it."""
+        if self._sampling is not None and self._flagged is None:
+            self._flagged = reason.value
+            self._link()
+
+    def _link(self) -> None:
+        if self.exemplar is None and self._rec.exemplars:
+            self.exemplar = exemplar_of(self.trace_id)
+            self.ref = self.ref._replace(exemplar=self.exemplar)
+
+    def _decide(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> str | None:
+        """Before the span ends: the keep reason on the span, and the exemplar when kept."""
+        samp = self._sampling
+        if samp is None:
+            return None
+        trace_id = self._span.get_span_context().trace_id
+        over = runtime > self.objectives.max_runtime_seconds
+        reason = samp.decide(trace_id, status, cause, self._flagged, over, self._resume is not None)
+        if reason is not None:
+            attrs[sc.ATTR_TASK_SAMPLING_REASON] = reason
+            self._link()
+        return reason
+
+    def _release(self, reason: str | None) -> None:
+        """After the span ended: export the held trace (reason given) or drop it."""
+        samp = self._sampling
+        if samp is not None:
+            self._sampling = None
+            samp.release(self._span.get_span_context().trace_id, reason)
+        elif self.trace_id is not None and self._state.sampling is not None:  # not held: kept, or never sampled
+            reason = SamplingReason.HEAD_SAMPLER if self._head_dropped else SamplingReason.KEEP_ALL
+            self._state.sampling.count(reason.value)
 
     def _restore(self, c: Mapping[str, Any]) -> None:
         """Continue an execution suspended elsewhere: same trace, its counts carried over."""
@@ -314,8 +366,10 @@ class Execution:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
                 record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
+        reason = self._decide(status, cause, runtime, attrs)
         span.set_attributes(attrs)
         span.end()
+        self._release(reason)
         rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message))
         return True
 
@@ -438,14 +492,15 @@ class Execution:
                 carrier["max_duration"] = self.max_duration
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
-            self._span.set_attributes(
-                {
-                    sc.ATTR_TASK_STATUS: self.status,
-                    sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
-                    sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
-                }
-            )
+            attrs: dict[str, Any] = {
+                sc.ATTR_TASK_STATUS: self.status,
+                sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
+                sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
+            }
+            keep = self._decide(None, None, self._active, attrs)
+            self._span.set_attributes(attrs)
             self._span.end()
+            self._release(keep)
             self._rec.record(ExecutionSuspended(self.ref, reason))
             return carrier
         except Exception as exc:  # noqa: BLE001

@@ -93,6 +93,29 @@ class DropReason(StrEnum):
     INTERNAL_ERROR = "internal_error"  # a bug in the library, caught at the boundary
     BAD_SPAN = "bad_span"  # another instrumentation's span the span bridge could not read
     TRACE_OVER_BUDGET = "trace_over_budget"  # spans past the span bridge's per-trace or open-trace budget
+    SAMPLING_OVERFLOW = "sampling_overflow"  # held spans over a sampling cap: exported before the decision
+
+
+class SamplingReason(StrEnum):
+    """Why a trace was kept (`task.sampling.reason`, set while `sample_healthy` < 1) or dropped."""
+
+    FAILED = "failed"  # the execution failed (any cause but timeout)
+    TIMEOUT = "timeout"  # it failed by timeout
+    CANCELLED = "cancelled"
+    STEP_FAILED = "step_failed"  # a step failed
+    NEEDS_REVIEW = "needs_review"  # a step was flagged for review
+    EVALUATION_FAILED = "evaluation_failed"  # an evaluation failed
+    SLOW = "slow"  # ran longer than the agent's max_runtime_seconds objective
+    SUSPENDED = "suspended"  # suspended or resumed: kept in every part, so the trace stays whole
+    SAMPLED = "sampled"  # healthy, and its trace id fell in the sample_healthy fraction
+    KEEP_ALL = "keep_all"  # not held: sample_healthy is 1 (or no holder in the export), so kept
+    HEALTHY = "healthy"  # dropped: healthy, outside the sample_healthy fraction
+    HEAD_SAMPLER = "head_sampler"  # dropped: the head sampler had already dropped the trace
+
+
+class SamplingDecision(StrEnum):
+    KEPT = "kept"
+    DROPPED = "dropped"
 
 
 OTHER_LABEL_VALUE: Final = "__other__"  # where label values over the cardinality cap go
@@ -112,6 +135,7 @@ LABEL_RESULT: Final = "result"
 LABEL_TYPE: Final = "type"
 LABEL_PATH: Final = "path"
 LABEL_OBJECTIVE: Final = "objective"
+LABEL_DECISION: Final = "decision"
 EXEMPLAR_TRACE_ID: Final = "trace_id"  # the exemplar label Grafana links to Jaeger with
 
 # --------------------------------------------------------------------------- buckets
@@ -224,12 +248,16 @@ EXPORTER_DROPPED: Final = MetricSpec(
     "agent_exporter_dropped_total", "counter", (LABEL_REASON,),
     "Telemetry the library had to drop or correct, by reason.",
 )  # fmt: skip
+SAMPLING_DECISIONS: Final = MetricSpec(
+    "agent_exporter_sampling_decisions_total", "counter", (LABEL_DECISION, LABEL_REASON),
+    "Executions whose trace was kept or dropped, by reason (sample_healthy, the head sampler).",
+)  # fmt: skip
 
 METRICS: Final[tuple[MetricSpec, ...]] = (
     EXECUTIONS_STARTED, EXECUTIONS_FINISHED, EXECUTION_FAILURES, EXECUTION_DURATION,
     EXECUTION_EVALUATION_SCORE, EXECUTIONS_IN_PROGRESS, EXECUTIONS_PENDING, EXECUTION_PENDING_OLDEST,
     EXECUTION_PENDING_DURATION, STEPS, STEP_DURATION, STEP_EVALUATION_SCORE, EVALUATIONS, TOOL_CALLS,
-    TOOL_CALL_DURATION, TOKENS, BRANCH_DECISIONS, OBJECTIVE, EXPORTER_DROPPED,
+    TOOL_CALL_DURATION, TOKENS, BRANCH_DECISIONS, OBJECTIVE, EXPORTER_DROPPED, SAMPLING_DECISIONS,
 )  # fmt: skip
 
 
@@ -282,6 +310,7 @@ ATTR_TASK_STATUS: Final = "task.status"
 ATTR_TASK_FAILURE_CAUSE: Final = "task.failure.cause"
 ATTR_TASK_DESCRIPTION: Final = "task.description"
 ATTR_TASK_EVALUATION_SCORE: Final = "task.evaluation.score"
+ATTR_TASK_SAMPLING_REASON: Final = "task.sampling.reason"  # why a sampled trace was kept (SamplingReason)
 
 # Step span
 ATTR_STEP_NAME: Final = "task.step.name"
@@ -318,8 +347,8 @@ SPAN_ATTRIBUTES: Final = (
     ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_WORKFLOW_NAME, ATTR_GEN_AI_AGENT_NAME, ATTR_GEN_AI_TOOL_NAME,
     ATTR_GEN_AI_TOOL_CALL_ID, ATTR_GEN_AI_USAGE_INPUT_TOKENS, ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
     ATTR_ERROR_TYPE, ATTR_TASK_ID, ATTR_TASK_TRIGGER, ATTR_TASK_STATUS, ATTR_TASK_FAILURE_CAUSE,
-    ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_STEP_NAME, ATTR_STEP_INDEX,
-    ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,
+    ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_TASK_SAMPLING_REASON, ATTR_STEP_NAME,
+    ATTR_STEP_INDEX, ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,
 )  # fmt: skip
 EVENT_ATTRIBUTES: Final = (
     ATTR_PENDING_REASON, ATTR_PENDING_SECONDS, ATTR_EVALUATION_NAME, ATTR_EVALUATION_SCORE_VALUE,

@@ -33,7 +33,7 @@ from .recording import (
     record_exception,
     restore_context,
 )  # fmt: skip
-from .semconv import DropReason
+from .semconv import DropReason, SamplingReason
 
 if TYPE_CHECKING:
     from .execution import Execution
@@ -156,6 +156,8 @@ class Step:
             attrs[sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] = self._tout
         span.set_attributes(attrs)
         span.end()
+        if self.status != PASSED and run._sampling is not None:  # the trace will be kept: link it now
+            run._flag(SamplingReason.STEP_FAILED if self.status == FAILED else SamplingReason.NEEDS_REVIEW)
         rec = run._rec
         span_id = hex_ids(span)[1] if rec.logs(DEBUG) else None  # only the debug log event shows it
         rec.record(StepFinished(run.ref, self.name, self.status, dur, self.index, span_id))
@@ -220,6 +222,8 @@ class Step:
             if result is not None or value is not None:
                 run._rec.record(EvaluationRecorded(run.ref, self.name, ev_name, result, value))
             if passed is False:
+                if run._sampling is not None:
+                    run._flag(SamplingReason.EVALUATION_FAILED)
                 self._mark(st.settings.evaluation_fail_status)
             elif (
                 value is not None and st.settings.review_threshold is not None and value < st.settings.review_threshold

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from . import _config
+from .sampling import SamplingSpanProcessor
 
 
 def fresh_registry() -> CollectorRegistry:
@@ -78,7 +79,7 @@ def capture(**configure_kwargs: Any) -> Iterator[Capture]:
     registry = fresh_registry()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SamplingSpanProcessor(SimpleSpanProcessor(exporter)))  # sample_healthy= works
     kwargs: dict[str, Any] = {"metrics_port": None, "registry": registry, "tracer_provider": provider}
     kwargs.update(configure_kwargs)
     state = _config.configure(**kwargs)

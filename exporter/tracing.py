@@ -31,6 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
+from .sampling import SamplingSpanProcessor
 from .semconv import DropReason
 
 DropCallback = Callable[[DropReason, str, int], None]
@@ -384,6 +385,7 @@ def setup_tracing(
     on_drop: DropCallback,
     on_warn: Callable[[str], object],
     version: str,
+    sample_healthy: float = 1.0,
 ) -> TracingSetup:
     """Pick the provider that makes the library's spans; never add to or replace the application's.
 
@@ -393,6 +395,8 @@ def setup_tracing(
     - neither: the application's global provider, now or whenever it is set; until then a
       private one, exporting only if the OTEL_* variables ask for it.
     Conflicting arguments are a ValueError here, not a silent surprise later.
+    With `sample_healthy` < 1 the library's export is wrapped in a `SamplingSpanProcessor`, which
+    holds each execution's spans until its outcome is known (exporter/sampling.py).
     """
     if not enabled:
         return TracingSetup(trace.NoOpTracer(), None)
@@ -426,7 +430,7 @@ def setup_tracing(
     processor = None
     if exporter is not None:
         processor = BoundedSpanProcessor(exporter, on_drop, shutdown_timeout=shutdown_timeout)
-        own.add_span_processor(processor)
+        own.add_span_processor(processor if sample_healthy >= 1 else SamplingSpanProcessor(processor))
     setup = TracingSetup(trace.NoOpTracer(), own, processor, own, export_timeout)
     if set_global:
         _make_global(own)

@@ -20,6 +20,7 @@ SECTIONS = (
     "## 5. Exposition",
     "## 6. Concurrency",
     "## 7. Framework spans to metrics",
+    "## 8. Export paid",
 )
 
 
@@ -49,6 +50,8 @@ def test_smoke_run_prints_and_writes_every_section(tmp_path: Path) -> None:
         "| agent-exporter | slow |",
         "threads × 8",
         "asyncio",
+        "`sample_healthy=0.1`",
+        "spans delivered / made (dropped)",
     ):
         assert row in doc
     # every section has a table

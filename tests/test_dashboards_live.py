@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import exporter
 from dashboards import build
@@ -261,6 +262,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Live:
         set_global_tracer_provider=False,
         log_level="off",
         objectives={"invoice": {sc.OBJECTIVE_COMPLETION_RATIO: 0.9}},
+        span_exporter=InMemorySpanExporter(),  # an export of the library's own, so sampling holds spans
+        sample_healthy=0.5,  # the sampling panel has decisions to show
     )
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
