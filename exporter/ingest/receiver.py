@@ -153,6 +153,10 @@ class Receiver:
         try:
             rfile: Any = h.rfile
             body = read_chunked(rfile, limit) if length is None else read_exact(rfile, length)
+        except _ChunkedTooLarge as exc:
+            # Read the rest away (up to DRAIN_LIMIT) so the sender sees the 413, not a reset.
+            drained = drain_chunked(rfile, exc.pending, DRAIN_LIMIT)
+            return self._reply(h, 413, kind, str(exc), close=not drained)
         except TooLarge as exc:
             return self._reply(h, 413, kind, str(exc), close=True)
         except BadRequest as exc:
@@ -265,13 +269,48 @@ def read_chunked(rfile: IO[bytes], limit: int) -> bytes:
             raise BadRequest("too many trailer fields")
         total += size
         if total > limit:
-            raise TooLarge(f"body over {limit} bytes")
+            raise _ChunkedTooLarge(f"body over {limit} bytes", pending=size)
         data = rfile.read(size)
         if len(data) < size:
             raise BadRequest("truncated chunk")
         parts.append(data)
         if rfile.readline(3) not in (b"\r\n", b"\n"):
             raise BadRequest("chunk not followed by CRLF")
+
+
+class _ChunkedTooLarge(TooLarge):
+    """Over the limit in the middle of a chunked body: `pending` bytes of the current chunk unread."""
+
+    def __init__(self, message: str, pending: int) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
+def drain_chunked(rfile: IO[bytes], pending: int, budget: int) -> bool:
+    """Discard the rest of a chunked body (the current chunk's `pending` bytes first), reading at
+    most `budget` bytes; True when the body ended cleanly (the connection can be kept)."""
+    try:
+        size = pending
+        while True:
+            while size > 0:
+                if budget <= 0:
+                    return False
+                got = rfile.read(min(size, 65536, budget))
+                if not got:
+                    return False
+                size -= len(got)
+                budget -= len(got)
+            if rfile.readline(3) not in (b"\r\n", b"\n"):
+                return False
+            line = rfile.readline(1026)
+            size = int(line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                for _ in range(64):
+                    if rfile.readline(8194) in (b"\r\n", b"\n", b""):
+                        return True
+                return False
+    except (ValueError, OSError):
+        return False
 
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
