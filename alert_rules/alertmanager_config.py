@@ -200,6 +200,11 @@ def alertmanager_doc(a: AlertmanagerParams) -> dict[str, Any]:
                 "target_matchers": ['alertname="AgentTriggerCompletionRateLow"'],
                 "equal": ["agent"],
             },
+            {  # a low-volume agent failing every run: its "failures above the objective" warning is noise
+                "source_matchers": ['alertname="AgentExecutionsAllFailing"'],
+                "target_matchers": ['alertname="AgentLowVolumeFailures"'],
+                "equal": ["agent"],
+            },
             {  # a down target explains the stall of the agents it exported, and of no other agent
                 "source_matchers": ['alertname="AgentExporterDown"', 'agent!=""'],
                 "target_matchers": ['alertname="AgentExecutionsStalled"'],

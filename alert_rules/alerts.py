@@ -32,6 +32,7 @@ from alert_rules.rules import (
     score_mean,
     seconds,
     started_increase,
+    status_increase,
     tool_calls_increase,
     tool_error_ratio,
     trigger_completion_ratio,
@@ -41,10 +42,10 @@ from alert_rules.rules import (
 # --------------------------------------------------------------------------- alerting rules
 
 
-def _lookup_tmpl(record: str, fmt: str) -> str:
+def _lookup_tmpl(record: str, fmt: str, query: str = "{record}{{agent=%q}}") -> str:
     """Template text printing a recorded value of the alert's agent (looked up when the alert is evaluated)."""
     return (
-        f'{{{{ with printf "{record}{{agent=%q}}" $labels.agent | query }}}}'
+        f'{{{{ with printf "{query.format(record=record)}" $labels.agent | query }}}}'
         f"{{{{ . | first | value | {fmt} }}}}{{{{ end }}}}"
     )
 
@@ -77,7 +78,8 @@ def _jaeger_tmpl(p: Params, window: str, trigger: bool = False) -> str:
 
 
 SCORE_FMT = 'printf "%.2f"'
-JAEGER_ALERTS = ("AgentCompletionRateLow", "AgentCompletionErrorBudgetBurn", "AgentTriggerCompletionRateLow")
+JAEGER_ALERTS = ("AgentCompletionRateLow", "AgentCompletionErrorBudgetBurn", "AgentTriggerCompletionRateLow",
+                 "AgentExecutionsAllFailing", "AgentLowVolumeFailures")
 
 
 def alerting_rules(p: Params) -> list[dict[str, Any]]:
@@ -150,6 +152,7 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
         var_trigger=True,
         jaeger_window=w,
     )
+    _low_volume_alerts(p, alert)
     alert(
         "AgentRuntimeHigh",
         f"{runtime_p95(w)}\n  > on(agent) {objective(MAX_RUNTIME)}\nand on(agent)\n{runtime_count(w)} >= {n}\n",
@@ -230,6 +233,47 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
         "{{ else }}the agents in that process are not being watched.{{ end }}",
     )
     return rules
+
+
+def _low_volume_alerts(p: Params, alert: Any) -> None:
+    """The two completion alerts for agents below the ratio alerts' volume guard (docs/alerts.md)."""
+    w, n, m = p.window, p.min_executions, p.all_failing_min
+    windows = sorted(p.all_failing_windows, key=seconds)
+
+    def count(window: str, status: str) -> str:
+        return f'sum by (agent) ({status_increase(window)}{{status="{status}"}})'
+
+    # `or` keeps the first (shortest) window's series per agent: $value is the failures in it.
+    all_failed = "\nor\n".join(
+        f"  {count(aw, 'failed')} >= {m}\n  unless on(agent)\n  {count(aw, 'completed')} > 0" for aw in windows
+    )
+    listed = ", ".join(windows)
+    alert(
+        "AgentExecutionsAllFailing",
+        f"(\n{all_failed}\n)\nunless on(agent)\n{finished_increase(w)} >= {n}\n",
+        "critical",
+        "A low-volume agent failed every execution it finished recently.",
+        f"Agent {{{{ $labels.agent }}}} failed the last {{{{ $value | humanize }}}} executions it finished and "
+        f"completed none: the shortest of the windows {listed} holding at least {m} of its executions has no "
+        f"completed one (regime: all failing, fewer than {n} executions in {w}).",
+        labels={"regime": "all-failing"},
+        jaeger_window=windows[-1],
+    )
+    lw = p.low_volume_window
+    finished = f"sum by (agent) ({status_increase(lw)})"
+    alert(
+        "AgentLowVolumeFailures",
+        f"(\n  {count(lw, 'completed')}\n  or\n  0 * {count(lw, 'failed')}\n)\n/\n({finished} > 0)\n"
+        f"  < on(agent) {objective(COMPLETION_RATIO)}\nand on(agent)\n{finished} < {n}\n",
+        "warning",
+        "A low-volume agent fails more often than its completion objective allows.",
+        f"Agent {{{{ $labels.agent }}}} completed {{{{ $value | humanizePercentage }}}} of the "
+        f"{_lookup_tmpl(status_increase(lw), 'humanize', 'sum({record}{{agent=%q}})')} executions it finished over "
+        f"the last {lw} (objective {_objective_tmpl(COMPLETION_RATIO, 'humanizePercentage')}; regime: low volume, "
+        f"fewer than {n} executions in {lw}, too few for the ratio alerts).",
+        labels={"regime": "low-volume"},
+        jaeger_window=lw,
+    )
 
 
 # --------------------------------------------------------------------------- YAML output

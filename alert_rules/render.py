@@ -36,7 +36,7 @@ from alert_rules.alertmanager_config import (  # noqa: E402
     render_alertmanager,
 )
 from alert_rules.alerts import JAEGER_ALERTS, alerting_rules, render_rules  # noqa: E402
-from alert_rules.rules import BurnWindow, Params, recording_rules, seconds, semconv  # noqa: E402
+from alert_rules.rules import ALERTS, BurnWindow, Params, recording_rules, seconds, semconv  # noqa: E402
 from alert_rules.runbook_page import render_runbook_page  # noqa: E402
 
 RULES_FILE = HERE / "agent-rules.yml"
@@ -156,7 +156,7 @@ if __name__ == "__main__":
     sys.exit(main())
 
 __all__ = [
-    "JAEGER_ALERTS", "AlertmanagerParams", "BurnWindow", "EmailParams", "Params", "WebhookParams", "alerting_rules",
-    "outputs",
+    "ALERTS", "JAEGER_ALERTS", "AlertmanagerParams", "BurnWindow", "EmailParams", "Params", "WebhookParams",
+    "alerting_rules", "outputs",
     "recording_rules", "render_alertmanager", "render_into", "render_rules", "seconds", "semconv",
 ]  # fmt: skip

@@ -58,6 +58,10 @@ STRICTEST = {COMPLETION_RATIO: "max", MIN_SCORE: "max", MAX_RUNTIME: "min", MAX_
 # it exports no `agent_objective` (an older library, another emitter): every input of an alert.
 AGENT_PRESENCE = (STARTED, FINISHED, DURATION + "_count", SCORE + "_count", TOOL_CALLS, PENDING_OLDEST, OBJECTIVE)
 
+# The alerts for agents below the ratio alerts' volume guard (issue 18), listed in `semconv.ALERTS`.
+LOW_VOLUME_ALERTS = ("AgentExecutionsAllFailing", "AgentLowVolumeFailures")
+ALERTS: tuple[str, ...] = semconv.ALERTS
+
 # Grafana dashboard uids (built in dashboards/), one per alert.
 DASHBOARDS = {
     "AgentCompletionRateLow": "agent-overview",
@@ -71,6 +75,8 @@ DASHBOARDS = {
     "AgentEvaluationScoreDrop": "agent-evaluations",
     "AgentExecutionsStalled": "agent-overview",
     "AgentExporterDown": "agent-overview",
+    "AgentExecutionsAllFailing": "agent-overview",
+    "AgentLowVolumeFailures": "agent-overview",
 }
 
 DEFAULT_FOR: dict[str, str] = {
@@ -84,6 +90,8 @@ DEFAULT_FOR: dict[str, str] = {
     "AgentEvaluationScoreDrop": "30m",
     "AgentExecutionsStalled": "15m",
     "AgentExporterDown": "5m",
+    "AgentExecutionsAllFailing": "5m",
+    "AgentLowVolumeFailures": "10m",
 }  # AgentCompletionErrorBudgetBurn takes its `for` from each BurnWindow
 
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
@@ -162,6 +170,13 @@ class Params:
     stall_min_expected: float = 5  # window of earlier periods, started at least this many (median)
     min_executions: int = 10  # volume guard: finished executions (or scores) in the window
     min_tool_calls: int = 20  # volume guard: calls of one tool in the window
+    # AgentExecutionsAllFailing: at least `all_failing_min` finished and none completed in one of
+    # these windows (the shortest that holds two of the agent's runs scales to its rate).
+    all_failing_windows: tuple[str, ...] = ("1h", "2h", "6h", "1d", "2d")
+    all_failing_min: int = 2
+    # AgentLowVolumeFailures: completion ratio below the objective over this window, for agents
+    # that finished fewer than `min_executions` executions in it.
+    low_volume_window: str = "2d"
     for_durations: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_FOR))
     interval: str | None = None  # rule group evaluation interval; None: Prometheus' global one
     job: str = semconv.SCRAPE_JOB
@@ -175,15 +190,17 @@ class Params:
 
     def __post_init__(self) -> None:
         for d in (self.window, *self.extra_windows, self.baseline_period, self.stall_window,
-                  *self.for_durations.values()):  # fmt: skip
+                  self.low_volume_window, *self.all_failing_windows, *self.for_durations.values()):  # fmt: skip
             seconds(d)
+        if not self.all_failing_windows or self.all_failing_min < 1:
+            raise ValueError("all_failing_windows must be non-empty and all_failing_min at least 1")
         for b in self.burn_windows:
             seconds(b.long), seconds(b.short), seconds(b.for_)
             if b.severity not in ("critical", "warning"):
                 raise ValueError(f"burn window severity must be critical or warning: {b.severity!r}")
             if seconds(b.short) >= seconds(b.long):
                 raise ValueError(f"burn window short {b.short} must be shorter than long {b.long}")
-        unknown = set(self.for_durations) - set(semconv.ALERTS)
+        unknown = set(self.for_durations) - set(ALERTS)
         if unknown:
             raise ValueError(f"for_durations names unknown alerts: {sorted(unknown)}")
         if self.baseline_periods < 1:
@@ -214,6 +231,8 @@ class Params:
             stall_window="1m",
             min_executions=min_executions,
             min_tool_calls=min_executions,
+            all_failing_windows=("30s", "1m", "2m", "4m"),
+            low_volume_window="4m",
             for_durations={name: for_ for name in DEFAULT_FOR},
         )
         values.update(overrides)
@@ -259,6 +278,10 @@ def finished_increase(w: str) -> str:
 
 def trigger_finished_increase(w: str) -> str:
     return f"agent_trigger:agent_executions_finished:increase{w}"
+
+
+def status_increase(w: str) -> str:
+    return f"agent_status:agent_executions_finished:increase{w}"
 
 
 def burn_rate(w: str) -> str:
@@ -353,6 +376,14 @@ def recording_rules(p: Params) -> list[dict[str, Any]]:
     for w in p.completion_windows():
         rec(completion_ratio(w), _ratio(f'{FINISHED}{{status="completed"}}', f"{FINISHED}{{{DECIDED}}}", "agent", w))
         rec(finished_increase(w), f"sum by (agent) (increase({FINISHED}{{{DECIDED}}}[{w}]))\n")
+    # Completed and failed per agent over the low-volume alerts' windows, a series born in the window
+    # counted from 0: the library creates a status's series at its first execution with value 1,
+    # which increase() cannot see, and for a rare agent that first execution is the news.
+    for w in sorted({*p.all_failing_windows, p.low_volume_window}, key=seconds):
+        sel = f"{FINISHED}{{{DECIDED}}}"
+        born = f"({sel}\n    unless\n  {sel} offset {w})"
+        rec(status_increase(w),
+            f"sum by (agent, status) (\n  increase({sel}[{w}])\n    unless\n  {born}\n  or\n  {born}\n)\n")  # fmt: skip
     burn = sorted({w for b in p.burn_windows for w in (b.long, b.short)}, key=seconds)
     for w in burn:
         rec(burn_rate(w),

@@ -382,5 +382,7 @@ ALERTS: Final = (
     "AgentEvaluationScoreDrop",
     "AgentExecutionsStalled",
     "AgentExporterDown",
+    "AgentExecutionsAllFailing",
+    "AgentLowVolumeFailures",
 )
 SCRAPE_JOB: Final = "agent-exporter"  # the job name the shipped Prometheus configuration uses

@@ -82,14 +82,14 @@ def test_every_alert_is_tested() -> None:
         for group in yaml.safe_load(suite.read_text())["tests"]:
             for case in group.get("alert_rule_test", []):
                 (fired if case.get("exp_alerts") else quiet).add(case["alertname"])
-    assert fired == set(render.semconv.ALERTS)
-    assert quiet == set(render.semconv.ALERTS)
+    assert fired == set(render.ALERTS)
+    assert quiet == set(render.ALERTS)
 
 
 def test_alerts_match_contract() -> None:
     """Exactly the contract's alerts, each with severity, for, the four annotations (and Jaeger on completion)."""
     alerts = [r for r in _rules(render.render_rules()) if "alert" in r]
-    assert {r["alert"] for r in alerts} == set(render.semconv.ALERTS)
+    assert {r["alert"] for r in alerts} == set(render.ALERTS)
     for rule in alerts:
         assert rule["labels"]["severity"] in ("critical", "warning")  # type: ignore[index]
         assert "for" in rule
@@ -245,4 +245,4 @@ def test_runbook_has_a_section_per_alert() -> None:
     """docs/runbook.md has a heading for every alert, matching the runbook_url anchors."""
     runbook = (ROOT / "docs" / "runbook.md").read_text()
     headings = {line[3:].strip() for line in runbook.splitlines() if line.startswith("## ")}
-    assert set(render.semconv.ALERTS) <= headings
+    assert set(render.ALERTS) <= headings
