@@ -9,6 +9,7 @@ agent, trigger or task id (and the per-trigger books still balance).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,6 +64,20 @@ _OPTIONAL: dict[str, Callable[[Any], bool]] = {
     "description": lambda v: isinstance(v, str),
     "max_duration": lambda v: _number(v) and v > 0,
 }
+
+
+def make_carrier(context: Any, *, description: str | None, max_duration: float | None, **fields: Any) -> dict[str, Any]:
+    """The carrier of an execution suspended now: its W3C `traceparent` (from `context`), the
+    `fields` `parse_carrier` checks (agent, trigger, task id, reason, counts), the time of the
+    suspension, and the optional description and maximum duration."""
+    carrier: dict[str, Any] = {}
+    _propagator.inject(carrier, context=context)
+    carrier.update({"v": CARRIER_VERSION, **fields, "suspended_at": time.time()})
+    if description is not None:
+        carrier["description"] = description
+    if max_duration is not None:
+        carrier["max_duration"] = max_duration
+    return carrier
 
 
 def parse_carrier(carrier: Any) -> tuple[dict[str, Any], list[str]]:

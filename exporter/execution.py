@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _config
 from . import semconv as sc
-from .carrier import CARRIER_VERSION
+from .carrier import make_carrier
 from .content import clean_text
 from .errors import cause_of
 from .events import (
@@ -467,29 +467,22 @@ class Execution:
                 self._stop_running()
             else:
                 self._leave_pending()
-            carrier: dict[str, Any] = {}
-            propagator.inject(carrier, context=self._ctx)
-            carrier.update(
-                {
-                    "v": CARRIER_VERSION,
-                    "agent": self.agent,
-                    "trigger": self.trigger,
-                    "task_id": self.task_id,
-                    "reason": reason,
-                    "suspended_at": time.time(),
-                    "active": self._active,
-                    "steps": next(self._steps) - 1,
-                    "started": self._started,
-                    "score_sum": self._score_sum,
-                    "score_n": self._score_n,
-                    "tokens_in": self._tokens_in,
-                    "tokens_out": self._tokens_out,
-                }
+            carrier = make_carrier(
+                self._ctx,
+                agent=self.agent,
+                trigger=self.trigger,
+                task_id=self.task_id,
+                reason=reason,
+                active=self._active,
+                steps=next(self._steps) - 1,
+                started=self._started,
+                score_sum=self._score_sum,
+                score_n=self._score_n,
+                tokens_in=self._tokens_in,
+                tokens_out=self._tokens_out,
+                description=None if self.description is None else clean_text(self.description, 1024),
+                max_duration=self.max_duration,
             )
-            if self.description is not None:
-                carrier["description"] = clean_text(self.description, 1024)
-            if self.max_duration is not None:
-                carrier["max_duration"] = self.max_duration
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
             attrs: dict[str, Any] = {
