@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import math
 import socket
 import threading
@@ -34,7 +35,10 @@ from .sampling import Sampling, activate, holders
 from .semconv import DropReason, StepStatus
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
 
-LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "off": 100}
+# The stdlib's levels, which the recorder compares against; "off" is above them all.
+LOG_LEVELS = {
+    "debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR, "off": 100,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,6 @@ class State:
 
     def drop(self, reason: DropReason, message: str, amount: float = 1.0) -> None:
         self.metrics.drop(reason, message, amount)
-
-    def logs(self, level: int) -> bool:
-        return level >= self.settings.log_level
 
 
 _state: State | None = None

@@ -376,9 +376,7 @@ class Execution:
     def _abort_open_steps(self, why: str) -> None:
         """Steps still open when the execution ends (a watchdog timeout, `end()` from elsewhere)
         did not pass: each is ended now as failed, its `error.type` the execution's cause."""
-        with self._lock:
-            steps = list(self._open)
-        for step in steps:
+        for step in list(self._open.copy()):  # copy() is atomic; the steps' exits may run meanwhile
             step._abort(why)
 
     def _timeout_from_watchdog(self) -> None:

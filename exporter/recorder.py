@@ -8,6 +8,7 @@ event has the same fields. A failure in here is counted (`internal_error`), neve
 from __future__ import annotations
 
 from collections.abc import Callable
+from logging import DEBUG, INFO, WARNING
 from typing import Any
 
 from . import semconv as sc
@@ -29,7 +30,6 @@ from .events import (
 from .metrics import Metrics
 from .semconv import DropReason, TokenType
 
-DEBUG, INFO, WARNING = 10, 20, 30
 _FAILED = sc.ExecutionStatus.FAILED.value
 _INPUT, _OUTPUT = TokenType.INPUT.value, TokenType.OUTPUT.value
 

@@ -24,8 +24,6 @@ current_execution_var: ContextVar[Execution | None] = ContextVar("agent_exporter
 current_step_var: ContextVar[Step | None] = ContextVar("agent_exporter_step", default=None)
 propagator = TraceContextTextMapPropagator()
 
-DEBUG, INFO, WARNING = 10, 20, 30
-LOG_METHOD = {DEBUG: "debug", INFO: "info", WARNING: "warning"}
 PASSED, FAILED, NEEDS_REVIEW = StepStatus.PASSED.value, StepStatus.FAILED.value, StepStatus.NEEDS_REVIEW.value
 COMPLETED, EXEC_FAILED, CANCELLED = "completed", "failed", "cancelled"
 STATUS_RANK = {PASSED: 0, NEEDS_REVIEW: 1, FAILED: 2}

@@ -6,6 +6,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable
+from logging import DEBUG
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import context as otel_context
@@ -19,7 +20,6 @@ from .errors import tool_outcome_of
 from .events import BranchTaken, EvaluationRecorded, StepFinished, TokensUsed, ToolCallFinished
 from .noop import NOOP_TOOL_CALL, NoopToolCall
 from .recording import (
-    DEBUG,
     FAILED,
     NEEDS_REVIEW,
     PASSED,
@@ -38,6 +38,8 @@ from .semconv import DropReason, SamplingReason
 if TYPE_CHECKING:
     from .execution import Execution
 
+
+_GONE = object()  # `_claim`'s marker: the step was no longer open
 
 class Step:
     """One workflow node inside an execution; a child span and the step metrics."""
@@ -86,12 +88,12 @@ class Step:
                 attrs[sc.ATTR_GEN_AI_TOOL_NAME] = self.tool
             self._span = run._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
             self._ctx = trace.set_span_in_context(self._span, run._ctx)
-            with run._lock:
-                run._open[self] = None
+            run._open[self] = None  # one dict operation: atomic, no lock on every step
             self._tokens = [otel_context.attach(self._ctx), current_step_var.set(self)]
             self._t0 = time.perf_counter()
         except Exception as exc:  # noqa: BLE001
             self._dead = True
+            run._open.pop(self, None)
             internal_error(run._state, "step enter", exc)
         return self
 
@@ -121,14 +123,12 @@ class Step:
         return self.__exit__(exc_type, exc, tb)
 
     def _claim(self) -> bool:
-        """True for the one caller that ends this step (its exit, or its execution's end)."""
-        run = self.run
-        with run._lock:
-            if self._dead:
-                return False
-            self._dead = True
-            run._open.pop(self, None)
-            return True
+        """True for the one caller that ends this step (its exit, or its execution's end): taking
+        the step out of its execution's open steps is a single atomic `dict.pop`, so one wins."""
+        if self.run._open.pop(self, _GONE) is _GONE:
+            return False
+        self._dead = True
+        return True
 
     def _abort(self, why: str) -> None:
         """End the step as failed because its execution ended first."""
