@@ -22,6 +22,7 @@ class ExecutionRef(NamedTuple):
     trace_id: str | None = None
     span_id: str | None = None  # the execution's span
     exemplar: Mapping[str, str] | None = None  # the trace link for observations; None if the trace is not kept
+    version: str | None = None  # the agent's version (deployed workflow / prompt revision), if known
 
 
 class ExecutionStarted(NamedTuple):
