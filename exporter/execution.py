@@ -135,6 +135,12 @@ class Execution:
 
     # ------------------------------------------------------------------ helpers
 
+    def _description(self) -> str | None:
+        """For the task store only (spans clean it themselves): masked and bounded."""
+        if self.description is None or self._rec.tasks is None:
+            return None
+        return clean_text(self.description, 1024)
+
     def _clean_reason(self, reason: Any) -> str:
         if isinstance(reason, str) and reason in REASONS:
             return reason
@@ -277,7 +283,7 @@ class Execution:
         rec = self._rec
         if not self._started:
             self._started = True
-            rec.record(ExecutionStarted(self.ref))
+            rec.record(ExecutionStarted(self.ref, self._description()))
         rec.record(ExecutionRunning(self.ref, True))
         self.status = sc.ExecutionStatus.IN_PROGRESS.value
         self._phase = RUNNING
@@ -342,7 +348,7 @@ class Execution:
             self._leave_pending()
             if not self._started:  # cancelled or failed while queued: started and finished
                 self._started = True
-                rec.record(ExecutionStarted(self.ref))
+                rec.record(ExecutionStarted(self.ref, self._description()))
         runtime = self._active
         if status == COMPLETED and self.max_duration is not None and runtime > self.max_duration:
             status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
@@ -366,11 +372,13 @@ class Execution:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
                 record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
+        held = self._sampling is not None
         reason = self._decide(status, cause, runtime, attrs)
         span.set_attributes(attrs)
         span.end()
         self._release(reason)
-        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message))
+        kept = self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
+        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message, kept))
         return True
 
     def _abort_open_steps(self, why: str) -> None:
