@@ -62,6 +62,8 @@ class ExecutionSuspended(NamedTuple):
 
     ref: ExecutionRef
     reason: str
+    since: float | None = None  # unix time of the suspension (the carrier's `suspended_at`)
+    trace_kept: bool | None = None  # the part's trace is exported
 
 
 class ExecutionFinished(NamedTuple):

@@ -496,11 +496,13 @@ class Execution:
                 sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
                 sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
             }
+            held = self._sampling is not None
             keep = self._decide(None, None, self._active, attrs)
             self._span.set_attributes(attrs)
             self._span.end()
             self._release(keep)
-            self._rec.record(ExecutionSuspended(self.ref, reason))
+            kept = self.trace_id is not None and not self._head_dropped and (not held or keep is not None)
+            self._rec.record(ExecutionSuspended(self.ref, reason, carrier["suspended_at"], kept))
             return carrier
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "suspend()", exc)

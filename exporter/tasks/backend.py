@@ -71,6 +71,7 @@ class Backend:
     def connect(self) -> Any:
         if self._conn is not None:
             return self._conn
+        conn: Any
         if self.dialect == "sqlite":
             os.makedirs(os.path.dirname(os.path.abspath(self._target)), exist_ok=True)
             conn = sqlite3.connect(self._target, timeout=CONNECT_TIMEOUT, isolation_level=None, check_same_thread=False)

@@ -12,8 +12,8 @@ from typing import Any
 
 from .. import semconv as sc
 from ..events import (
-    Event,
     EvaluationRecorded,
+    Event,
     ExecutionFinished,
     ExecutionResumed,
     ExecutionRunning,
@@ -24,6 +24,7 @@ from ..events import (
     StepStarted,
     TokensUsed,
 )
+from .schema import ADDED
 
 IN_PROGRESS = sc.ExecutionStatus.IN_PROGRESS.value
 PENDING = sc.ExecutionStatus.PENDING.value
@@ -94,7 +95,7 @@ class Delta:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_ADDED = ("steps_done", "score_sum", "score_n", "input_tokens", "output_tokens")
+_ADDED = ADDED
 _STATE = (
     "status", "cause", "error", "ended_at", "runtime_seconds", "waiting_reason", "waiting_since",
     "score", "trace_kept", "state_at",
@@ -141,7 +142,8 @@ def _apply(d: Delta, at: float, e: Event) -> None:
     elif isinstance(e, ExecutionWaiting):
         d.state(at, PENDING, waiting_reason=e.reason, waiting_since=e.since)
     elif isinstance(e, ExecutionSuspended):
-        d.state(at, PENDING, waiting_reason=e.reason, waiting_since=at)
+        since = e.since if e.since is not None else at
+        d.state(at, PENDING, waiting_reason=e.reason, waiting_since=since, trace_kept=e.trace_kept)
     elif isinstance(e, ExecutionResumed):
         pass  # the ExecutionRunning that follows sets the state
     elif isinstance(e, ExecutionFinished):

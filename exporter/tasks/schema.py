@@ -61,6 +61,10 @@ INDEXES: Final = (
 )
 
 
+# Counts each process adds to, whatever order they write in.
+ADDED: Final = ("steps_done", "score_sum", "score_n", "input_tokens", "output_tokens")
+
+
 def create_table(dialect: Dialect) -> str:
     i = 0 if dialect == "sqlite" else 1
     cols = ",\n  ".join(f"{name} {types[i]}" for name, types in COLUMNS.items())
@@ -103,7 +107,7 @@ def upsert(dialect: Dialect) -> str:
         *(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {t}.{c} END" for c in state_cols),
         f"state_at = CASE WHEN {newer} THEN excluded.state_at ELSE {t}.state_at END",
         f"current_step = COALESCE(excluded.current_step, {t}.current_step)",
-        *(f"{c} = {t}.{c} + excluded.{c}" for c in ("steps_done", "score_sum", "score_n", "input_tokens", "output_tokens")),
+        *(f"{c} = {t}.{c} + excluded.{c}" for c in ADDED),
     ]
     return (
         f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES ({', '.join(ph.values())})\n"

@@ -61,6 +61,7 @@ class TaskSink:
         self.written = 0  # row changes the database accepted
         self.dropped = 0  # events or row changes lost (queue full, database unreachable too long)
         self._where = redact_url(url)
+        self._reader: Backend | None = None
         self._start()
         _SINKS.add(self)
 
@@ -103,7 +104,7 @@ class TaskSink:
                 return
 
     def _cycle(self) -> None:
-        q, batch = self._q, []
+        q, batch = self._q, list[tuple[float, Event]]()
         while q and len(batch) < MAX_BATCH:
             batch.append(q.popleft())
         if batch:
@@ -192,6 +193,12 @@ class TaskSink:
                 return True
         return not self._q and not self._held
 
+    def reader(self) -> Backend:
+        """A connection of the caller's own for reads (the writer's belongs to its thread)."""
+        if self._reader is None:
+            self._reader = Backend(self.backend.url)
+        return self._reader
+
     def refresh_now(self, timeout: float = 5.0) -> None:
         """Read the waiting summary at the next writer cycle (tests, the CLI's snapshot)."""
         self._refresh_at = 0.0
@@ -204,10 +211,14 @@ class TaskSink:
         self._wake.set()
         self._thread.join(max(0.1, timeout))
         self.backend.close()
+        if self._reader is not None:
+            self._reader.close()
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's thread and connection are not ours; start afresh."""
         self.backend.forget()
+        if self._reader is not None:
+            self._reader.forget()
         self._start()
 
 
