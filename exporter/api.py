@@ -117,6 +117,8 @@ def cancel_task(task: Any, message: str | None = "abandoned while waiting") -> b
             return False
         with run:
             run.cancel(message)
+        if state.tasks is not None and not isinstance(task, Mapping):
+            state.tasks.flush(5.0)  # the next look-up of this task id sees it closed
         return True
     except Exception as exc:  # noqa: BLE001
         internal_error(state, "cancel_task()", exc)

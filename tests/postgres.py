@@ -118,8 +118,10 @@ class PostgresServer:
             proc.wait(timeout=5)
         # the postmaster's children leave with it; give the port a moment to be free again
         time.sleep(0.1)
-        with contextlib.suppress(OSError):
-            (self.data / "postmaster.pid").unlink()
+        # a killed postmaster leaves its pid and socket lock files: the next start would refuse
+        for left in (self.data / "postmaster.pid", self.dir / f".s.PGSQL.{self.port}.lock", self.dir / f".s.PGSQL.{self.port}"):
+            with contextlib.suppress(OSError):
+                left.unlink()
 
     def create_database(self) -> str:
         import psycopg

@@ -7,6 +7,7 @@ a row carries its `trace_id` only when the trace was kept; otherwise `trace` say
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,8 @@ def carrier_of(row: Mapping[str, Any]) -> dict[str, Any]:
     }
     if row["trace_id"] and row["span_id"]:
         carrier["traceparent"] = f"00-{row['trace_id']}-{row['span_id']}-01"
+    else:  # no trace was made: the closing part starts one of its own
+        carrier["traceparent"] = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
     if row["description"] is not None:
         carrier["description"] = row["description"]
     return carrier
