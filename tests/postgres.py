@@ -119,7 +119,11 @@ class PostgresServer:
         # the postmaster's children leave with it; give the port a moment to be free again
         time.sleep(0.1)
         # a killed postmaster leaves its pid and socket lock files: the next start would refuse
-        for left in (self.data / "postmaster.pid", self.dir / f".s.PGSQL.{self.port}.lock", self.dir / f".s.PGSQL.{self.port}"):
+        for left in (
+            self.data / "postmaster.pid",
+            self.dir / f".s.PGSQL.{self.port}.lock",
+            self.dir / f".s.PGSQL.{self.port}",
+        ):
             with contextlib.suppress(OSError):
                 left.unlink()
 

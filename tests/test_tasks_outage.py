@@ -75,7 +75,9 @@ def test_database_killed_mid_run(postgres_server: PostgresServer, postgres_url: 
     assert dropped == sink.dropped > 0
     b = Backend(postgres_url)
     try:
-        by_agent = {r["agent"]: int(r["n"]) for r in b.fetch("SELECT agent, count(*) AS n FROM agent_tasks GROUP BY agent")}
+        by_agent = {
+            r["agent"]: int(r["n"]) for r in b.fetch("SELECT agent, count(*) AS n FROM agent_tasks GROUP BY agent")
+        }
         statuses = {r["status"] for r in b.fetch("SELECT DISTINCT status FROM agent_tasks WHERE agent = 'after'")}
     finally:
         b.close()
@@ -84,7 +86,8 @@ def test_database_killed_mid_run(postgres_server: PostgresServer, postgres_url: 
     assert 0 <= by_agent.get("during", 0) < 220
     print(
         f"\noutage: 220 executions while down, {sink.dropped} row changes dropped, {by_agent.get('during', 0)} rows "
-        f"of them written on return; slowest execution {max(took) * 1000:.1f} ms, mean {sum(took) / len(took) * 1e3:.2f} ms"
+        f"of them written on return; slowest execution {max(took) * 1000:.1f} ms, "
+        f"mean {sum(took) / len(took) * 1e3:.2f} ms"
     )
 
 
@@ -93,7 +96,12 @@ def test_a_queue_that_fills_drops_and_counts(tmp_path: object) -> None:
     """A writer that cannot keep up: events past the queue bound are dropped and counted, never block."""
     registry = CollectorRegistry()
     exporter.configure(
-        "t", metrics_port=None, tracing=False, registry=registry, task_store=f"sqlite:///{tmp_path}/t.db", log_level="off"
+        "t",
+        metrics_port=None,
+        tracing=False,
+        registry=registry,
+        task_store=f"sqlite:///{tmp_path}/t.db",
+        log_level="off",
     )
     state = exporter._config.current()
     assert state is not None and state.tasks is not None

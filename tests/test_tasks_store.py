@@ -22,7 +22,7 @@ import exporter
 from exporter.tasks.backend import Backend
 from exporter.tasks.fold import Delta, fold
 from exporter.tasks.query import Filters, list_tasks, parse_since
-from exporter.testing import metric_total, metric_value
+from exporter.testing import metric_value
 from tests import tasks_workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +61,9 @@ def rows(backend: Backend, **where: str) -> list[dict[str, Any]]:
 
 def test_a_row_holds_what_the_task_list_shows(store_url: str, store: Backend) -> None:
     registry = configure(store_url, tracing=False)
-    with exporter.execution("invoice", "email", task_id="T-1", description="Invoice 42 from ACME, token sk-abcdefghijklmnopqrstuvwxyz123456") as run:
+    with exporter.execution(
+        "invoice", "email", task_id="T-1", description="Invoice 42 from ACME, token sk-abcdefghijklmnopqrstuvwxyz123456"
+    ) as run:
         with run.step("extract") as step:
             step.evaluate("accuracy", 0.9)
             step.record_usage(100, 20)
@@ -81,7 +83,10 @@ def test_a_row_holds_what_the_task_list_shows(store_url: str, store: Backend) ->
     assert "sk-abcdefghijklmnopqrstuvwxyz123456" not in row["description"]  # masked like captured content
     assert row["description"].startswith("Invoice 42 from ACME")
     assert row["waiting_reason"] is None and row["waiting_since"] is None
-    assert metric_value(registry, "agent_executions_finished_total", agent="invoice", trigger="email", status="failed") == 1
+    assert (
+        metric_value(registry, "agent_executions_finished_total", agent="invoice", trigger="email", status="failed")
+        == 1
+    )
 
 
 def test_running_shows_the_current_step_and_waiting_shows_since_when(store_url: str, store: Backend) -> None:
@@ -139,8 +144,14 @@ def test_cancel_task_closes_an_abandoned_wait_by_task_id_or_carrier(store_url: s
     assert not exporter.cancel_task("lost-carrier")  # not waiting any more
     assert not exporter.cancel_task("never-existed")
     assert exporter.flush(10)
-    assert {r["task_id"]: r["status"] for r in rows(store)} == {"lost-carrier": "cancelled", "kept-carrier": "cancelled"}
-    assert metric_value(registry, "agent_executions_finished_total", agent="hitl", trigger="email", status="cancelled") == 2
+    assert {r["task_id"]: r["status"] for r in rows(store)} == {
+        "lost-carrier": "cancelled",
+        "kept-carrier": "cancelled",
+    }
+    assert (
+        metric_value(registry, "agent_executions_finished_total", agent="hitl", trigger="email", status="cancelled")
+        == 2
+    )
 
 
 def test_a_trace_is_listed_only_when_it_was_kept(store_url: str, store: Backend) -> None:
@@ -229,14 +240,14 @@ def test_processes_suspending_and_resuming_across_each_other(store_url: str, sto
     for c in left:
         expected_waiting.setdefault(c["agent"], []).append(c["suspended_at"])
     summary = {(agent, reason): (count, oldest) for agent, reason, count, oldest in store.waiting()}
-    assert summary == {
-        (agent, "approval"): (len(times), min(times)) for agent, times in expected_waiting.items()
-    }
+    assert summary == {(agent, "approval"): (len(times), min(times)) for agent, times in expected_waiting.items()}
     counted: dict[str, float] = {}
     for part in (*first, *second):
         for status, value in part["finished"].items():
             counted[status] = counted.get(status, 0) + value
-    in_store = {r["status"]: int(r["n"]) for r in store.fetch("SELECT status, count(*) AS n FROM agent_tasks GROUP BY status")}
+    in_store = {
+        r["status"]: int(r["n"]) for r in store.fetch("SELECT status, count(*) AS n FROM agent_tasks GROUP BY status")
+    }
     assert in_store == {**{s: int(v) for s, v in counted.items() if v}, "pending": len(left)}
     assert sum(in_store.values()) == workers * n
     # the counts each resumed row carries add up across the processes that ran its parts

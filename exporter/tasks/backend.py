@@ -32,7 +32,9 @@ def parse_url(url: str) -> tuple[Dialect, str]:
     if parts.scheme == "sqlite":
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
         if not path:
-            raise StoreError(f"task_store {url!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////abs/path.db")
+            raise StoreError(
+                f"task_store {url!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////abs/path.db"
+            )
         return "sqlite", path
     if parts.scheme in ("postgresql", "postgres"):
         if not parts.hostname and "host=" not in parts.query:
@@ -213,4 +215,3 @@ class Backend:
             f" FROM {TABLE} WHERE status = 'pending' GROUP BY agent, waiting_reason"
         )
         return [(r["agent"], r["reason"] or "", int(r["n"]), float(r["oldest"] or 0.0)) for r in rows]
-
