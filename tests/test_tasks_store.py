@@ -285,3 +285,19 @@ def test_late_writes_from_a_slow_process_do_not_undo_a_newer_state(store: Backen
     (row,) = rows(store)
     assert row["status"] == "completed" and row["waiting_reason"] is None and row["ended_at"] == 52.0
     assert row["steps_done"] == 2 and row["started_at"] == 10.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://db/x", "sqlite://", "sqlite:///", "postgresql:///nohost", 42, ""],
+)
+def test_a_store_url_that_cannot_work_is_a_value_error_at_configure(url: object) -> None:
+    with pytest.raises(ValueError, match="task_store"):
+        exporter.configure(metrics_port=None, task_store=url)  # type: ignore[arg-type]
+    assert exporter._config.current() is None
+
+
+def test_without_a_store_nothing_listens_and_no_step_event_is_made() -> None:
+    exporter.configure(metrics_port=None, tracing=False)
+    state = exporter._config.current()
+    assert state is not None and state.tasks is None and state.recorder.tasks is None

@@ -87,8 +87,8 @@ def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
     kept = r["trace_kept"]
     if r["trace_id"] is None:
         trace = "none"
-    elif kept is None:
-        trace = "not decided yet (running)"
+    elif kept is None:  # running; or recorded from another tool's spans, whose export we do not see
+        trace = "not decided yet (running)" if r["ended_at"] is None else "unknown (exported by another tool)"
     else:
         trace = "kept" if kept else "not kept (sampled out)"
     n = r["score_n"]
