@@ -18,10 +18,10 @@ from ..exposition import start_metrics_server
 from ..logs import RateLimitedWarnings, get_logger
 from ..metrics import Metrics, exemplar_of
 from ..recorder import Recorder
-from ..tasks.backend import StoreError, parse_url
-from ..tasks.sink import TaskSink
 from ..semconv import DropReason
 from ..spanmap import assemble
+from ..tasks.backend import StoreError, parse_url
+from ..tasks.sink import TaskSink
 from . import assembly
 from . import forward as fwd
 from .receiver import Outcome, Receiver, serve
