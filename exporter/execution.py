@@ -237,6 +237,15 @@ class Execution:
             self.exemplar = exemplar_of(self.trace_id)
             self.ref = self.ref._replace(exemplar=self.exemplar)
 
+    def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool:
+        """End this part's span with `attrs` and the sampling decision; True if its trace is exported."""
+        held = self._sampling is not None
+        reason = self._decide(status, cause, runtime, attrs)
+        self._span.set_attributes(attrs)
+        self._span.end()
+        self._release(reason)
+        return self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
+
     def _decide(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> str | None:
         """Before the span ends: the keep reason on the span, and the exemplar when kept."""
         samp = self._sampling
@@ -372,12 +381,7 @@ class Execution:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
                 record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
-        held = self._sampling is not None
-        reason = self._decide(status, cause, runtime, attrs)
-        span.set_attributes(attrs)
-        span.end()
-        self._release(reason)
-        kept = self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
+        kept = self._end_span(status, cause, runtime, attrs)
         rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message, kept))
         return True
 
@@ -496,12 +500,7 @@ class Execution:
                 sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
                 sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
             }
-            held = self._sampling is not None
-            keep = self._decide(None, None, self._active, attrs)
-            self._span.set_attributes(attrs)
-            self._span.end()
-            self._release(keep)
-            kept = self.trace_id is not None and not self._head_dropped and (not held or keep is not None)
+            kept = self._end_span(None, None, self._active, attrs)
             self._rec.record(ExecutionSuspended(self.ref, reason, carrier["suspended_at"], kept))
             return carrier
         except Exception as exc:  # noqa: BLE001
