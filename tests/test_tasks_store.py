@@ -48,6 +48,14 @@ def configure(url: str, **kw: Any) -> CollectorRegistry:
     return registry
 
 
+def park(agent: str, trigger: str = "email", **kw: Any) -> dict[str, Any]:
+    """Start an execution and suspend it for approval; `end()` leaves its context (as `with` would)."""
+    run = exporter.start_execution(agent, trigger, **kw)
+    carrier = run.suspend("approval")
+    run.end()
+    return carrier
+
+
 def rows(backend: Backend, **where: str) -> list[dict[str, Any]]:
     clause = " AND ".join(f"{k} = ?" for k in where)
     sql = "SELECT * FROM agent_tasks" + (f" WHERE {clause}" if where else "") + " ORDER BY task_id"
@@ -95,18 +103,17 @@ def test_running_shows_the_current_step_and_waiting_shows_since_when(store_url: 
     step = run.step("classify").__enter__()
     queued = exporter.start_execution("support", "timer", task_id="Q-1", pending="queued")
     before = time.time()
-    parked = exporter.start_execution("support", "email", task_id="P-1")
-    carrier = parked.suspend("approval")
+    carrier = park("support", task_id="P-1")
     assert exporter.flush(10)
     by_id = {r["task_id"]: r for r in rows(store)}
     assert by_id["R-1"]["status"] == "in_progress" and by_id["R-1"]["current_step"] == "classify"
     assert by_id["Q-1"]["status"] == "pending" and by_id["Q-1"]["waiting_reason"] == "queued"
     assert by_id["P-1"]["status"] == "pending" and by_id["P-1"]["waiting_reason"] == "approval"
     assert by_id["P-1"]["waiting_since"] == carrier["suspended_at"] >= before
+    queued.start()  # ended in the reverse order of entering: each restores the context it found
+    queued.end()
     step.__exit__(None, None, None)
     run.end()
-    queued.start()
-    queued.end()
     assert exporter.flush(10)
     by_id = {r["task_id"]: r for r in rows(store)}
     assert by_id["R-1"]["status"] == "completed" and by_id["Q-1"]["status"] == "completed"
@@ -116,7 +123,7 @@ def test_running_shows_the_current_step_and_waiting_shows_since_when(store_url: 
 def test_waiting_gauges_come_from_the_store(store_url: str) -> None:
     """A parked approval that no process of this one's holds is in its waiting gauges."""
     registry = configure(store_url, tracing=False)
-    carriers = [exporter.start_execution("hitl", "email").suspend("approval") for _ in range(3)]
+    carriers = [park("hitl") for _ in range(3)]
     exporter.current_execution()  # nothing running here any more
     state = exporter._config.current()
     assert state is not None and state.tasks is not None
@@ -136,8 +143,8 @@ def test_waiting_gauges_come_from_the_store(store_url: str) -> None:
 
 def test_cancel_task_closes_an_abandoned_wait_by_task_id_or_carrier(store_url: str, store: Backend) -> None:
     registry = configure(store_url, tracing=False)
-    exporter.start_execution("hitl", "email", task_id="lost-carrier").suspend("approval")
-    kept = exporter.start_execution("hitl", "email", task_id="kept-carrier").suspend("approval")
+    park("hitl", task_id="lost-carrier")
+    kept = park("hitl", task_id="kept-carrier")
     assert exporter.flush(10)
     assert exporter.cancel_task("lost-carrier")
     assert exporter.cancel_task(kept)
@@ -180,7 +187,7 @@ def test_cli_lists_filters_and_prints_json(store_url: str) -> None:
         with exporter.execution(agent, trigger, task_id=f"id-{i}", description=f"Refund for order {i}") as run:
             if i == 1:
                 run.fail("timeout")
-    exporter.start_execution("b", "manual", task_id="waiting-1").suspend("approval")
+    park("b", "manual", task_id="waiting-1")
     assert exporter.flush(10)
 
     def cli(*args: str) -> list[dict[str, Any]]:
