@@ -186,9 +186,11 @@ def cost(store: Store, tracing: bool, rounds: int, batch: int, warmup: int) -> d
     sink = state.tasks
     ids = itertools.count()
     samples: dict[str, list[float]] = {"off": [], "on": []}
+    ratios: list[float] = []
     ran = {"off": 0, "on": 0}
     for r in range(warmup + rounds):
         order = ["off", "on"] if r % 2 == 0 else ["on", "off"]
+        pair: dict[str, float] = {}
         for variant in order:
             state.recorder.tasks = sink if variant == "on" else None
             c0 = time.thread_time()
@@ -196,10 +198,13 @@ def cost(store: Store, tracing: bool, rounds: int, batch: int, warmup: int) -> d
                 run_one(f"{variant}-{next(ids)}")
             dt = time.thread_time() - c0
             ran[variant] += batch
+            pair[variant] = dt
             if r >= warmup:
                 samples[variant].append(dt / batch * 1e6)
             # the writer catches up between samples, so neither variant pays for the other's backlog
             exporter.flush(30.0)
+        if r >= warmup:
+            ratios.append(pair["on"] / pair["off"])  # adjacent samples: the machine's load drifts less
     state.recorder.tasks = sink
     t0 = time.perf_counter()
     flushed = exporter.flush(60.0)
@@ -207,6 +212,7 @@ def cost(store: Store, tracing: bool, rounds: int, batch: int, warmup: int) -> d
     out = {
         "off": statistics.median(samples["off"]),
         "on": statistics.median(samples["on"]),
+        "ratio": statistics.median(ratios),
         "ran_on": ran["on"],
         "ran_off": ran["off"],
         "rows": store.rows(),
@@ -250,11 +256,14 @@ def sustained(store: Store, rate: float | None, seconds: float, tracing: bool = 
         if n % 64 == 0:
             peak = max(peak, len(sink._q))  # events waiting for the writer (a sample)
     elapsed = time.perf_counter() - t_start
+    backlog = len(sink._q)
     t0 = time.perf_counter()
     flushed = exporter.flush(120.0)
     lag = time.perf_counter() - t0
     out = {
         "target": rate,
+        "seconds": seconds,
+        "backlog": backlog,
         "made": n,
         "rate": n / elapsed,
         "rows": store.rows() - base_rows,
@@ -270,16 +279,18 @@ def sustained(store: Store, rate: float | None, seconds: float, tracing: bool = 
     return out
 
 
-def ladder(store_of: Callable[[], Store], rates: Sequence[float], seconds: float) -> list[dict[str, Any]]:
-    """Stepped rates, each into a fresh store, then unpaced; stops at the first loss or a missed pace."""
+def ladder(
+    store_of: Callable[[], Store], rates: Sequence[float], seconds: float, unpaced: float
+) -> list[dict[str, Any]]:
+    """Stepped rates, each into a fresh store, up to the first loss or the first pace the process
+    cannot hold; then `unpaced` seconds as fast as it goes (longer: a growing backlog shows)."""
     out: list[dict[str, Any]] = []
-    for rate in [*rates, None]:
+    for rate in rates:
         r = sustained(store_of(), rate, seconds)
         out.append(r)
-        if r["dropped"] or r["rows"] != r["made"]:
+        if r["dropped"] or r["rows"] != r["made"] or r["rate"] < 0.95 * rate:
             break
-        if rate is not None and r["rate"] < 0.95 * rate:
-            break  # the process cannot offer more: the unpaced run is the same thing
+    out.append(sustained(store_of(), None, unpaced))
     return out
 
 
@@ -349,9 +360,9 @@ def processes(store: Store, n: int, seconds: float) -> dict[str, Any]:
 
 PROFILES = {
     # cost: rounds, batch, warmup; sustained: seconds per step, rates; processes: counts, seconds
-    "full": ((40, 30, 3), (4.0, (250.0, 500.0, 1000.0, 2000.0)), ((2, 4), 4.0)),
-    "quick": ((20, 30, 2), (3.0, (250.0, 1000.0)), ((2,), 3.0)),
-    "smoke": ((2, 10, 1), (0.5, (100.0,)), ((2,), 0.5)),
+    "full": ((60, 30, 3), (4.0, (250.0, 500.0, 1000.0, 1500.0, 2000.0), 10.0), ((2, 4), 4.0)),
+    "quick": ((20, 30, 2), (3.0, (250.0, 1000.0), 6.0), ((2,), 3.0)),
+    "smoke": ((2, 10, 1), (0.5, (100.0,), 0.5), ((2,), 0.5)),
 }
 
 
@@ -361,7 +372,7 @@ def _fate(r: dict[str, Any]) -> str:
 
 def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any, log: Any) -> list[Any]:
     """The section for run.py: agent-thread cost off vs on, sustained rates without drops."""
-    (rounds, batch, warmup), (seconds, rates), (nprocs, pseconds) = PROFILES.get(profile, PROFILES["smoke"])
+    (rounds, batch, warmup), (seconds, rates, unpaced), (nprocs, pseconds) = PROFILES.get(profile, PROFILES["smoke"])
     log("9. task store: agent-thread cost off/on, sustained executions/s")
     stores = Stores()
     try:
@@ -375,7 +386,14 @@ def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any,
             "drained after each, so neither pays the other's backlog); spans are made and batched to an "
             "exporter that discards them, or tracing is off (metrics only: the smallest base, so the "
             "largest ratio). *Delivered*: rows in the store after a flush, counted with SELECT count(*).",
-            ["store", "tracing", "off (agent thread)", "on (agent thread)", "on / off", "delivered (on)"],
+            [
+                "store",
+                "tracing",
+                "off (agent thread)",
+                "on (agent thread)",
+                "on / off (median of pairs)",
+                "delivered (on)",
+            ],
         )
         worst = 0.0
         for kind, store in stores.each():
@@ -388,7 +406,7 @@ def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any,
                     store = stores.sqlite() if kind == "SQLite" else stores.postgresql()
                     assert store is not None
                 r = cost(store, tracing, rounds, batch, warmup)
-                ratio = r["on"] / r["off"]
+                ratio = r["ratio"]
                 if tracing:
                     worst = max(worst, ratio)
                 sec.rows.append([
@@ -405,13 +423,14 @@ def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any,
         # sustained
         sus = section_cls(
             "10. Task store: sustained executions/s",
-            f"Executions of the same shape offered at stepped rates for {seconds:g} s each (then unpaced), "
-            "one process, tracing off so that the process offers as much as it can, each step into a "
-            "fresh store; then `exporter.flush()`. *Delivered*: rows counted in the store; *dropped*: the "
-            "sink's count (also `agent_exporter_dropped_total{reason=\"task_store_full\"|"
-            "\"task_store_unavailable\"}`); *lag*: how long the flush took after the load stopped (the "
-            "writer's backlog); *queue peak*: events waiting for the writer (sampled) against its bound. "
-            "The ladder stops at the first loss, or when the process cannot hold the pace.",
+            f"Executions of the same shape offered at stepped rates for {seconds:g} s each, one process, "
+            "tracing off so that the process offers as much as it can, each step into a fresh store, up "
+            f"to the first loss or the first pace not held; then {unpaced:g} s unpaced (longer, so that a "
+            "growing backlog shows); then `exporter.flush()`. *Delivered*: rows counted in the store; "
+            "*dropped*: events or rows the sink lost (also `agent_exporter_dropped_total{reason="
+            '"task_store_full"|"task_store_unavailable"}`); *lag*: how long the flush took after the load '
+            "stopped, and the events still queued then; *queue peak*: events waiting for the writer "
+            "(sampled) against its bound.",
             ["store", "load", "offered", "executions", "delivered", "lag", "queue peak (events)"],
         )
         best: dict[str, str] = {}
@@ -426,12 +445,12 @@ def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any,
                 assert s is not None
                 return s
 
-            runs = ladder(fresh, rates, seconds)
+            runs = ladder(fresh, rates, seconds, unpaced)
             for r in runs:
                 sus.rows.append([
-                    kind, "unpaced" if r["target"] is None else f"paced at {r['target']:,.0f}/s",
-                    f"{r['rate']:,.0f}/s", f"{r['made']:,}", _fate(r), f"{r['lag']:.2f} s",
-                    f"{r['peak_queue']:,} of {r['max_queue']:,}",
+                    kind, f"unpaced, {r['seconds']:g} s" if r["target"] is None else f"paced at {r['target']:,.0f}/s",
+                    f"{r['rate']:,.0f}/s", f"{r['made']:,}", _fate(r),
+                    f"{r['lag']:.2f} s ({r['backlog']:,} events)", f"{r['peak_queue']:,} of {r['max_queue']:,}",
                 ])  # fmt: skip
             b = best_zero_loss(runs)
             best[kind] = f"{b['rate']:,.0f}/s (lag {b['lag']:.2f} s)" if b else "below the first rate"
@@ -442,6 +461,14 @@ def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any,
                 _fate(r), f"{r['lag']:.2f} s (slowest)", "—",
             ])  # fmt: skip
         sus.notes.append("Highest rate with 0 drops: " + "; ".join(f"{k} {v}" for k, v in best.items()) + ".")
+        sus.notes.append(
+            "The writer takes at most `MAX_BATCH` (20,000) events per cycle and then waits "
+            "`flush_interval` (0.5 s) before the next, unless a flush wakes it: about 40,000 events/s, "
+            "some 1,100 executions/s of this shape (34 events each), whatever the database could take. "
+            "Offered faster for long enough, the queue fills to its bound and events are dropped, while the "
+            "flush at the end (which wakes the writer at once, cycle after cycle) drains the same backlog in "
+            "a fraction of a second: the drain rate in the lag column is the writer's real capacity."
+        )
         for kind, v in best.items():
             targets.append(target_cls(f"Task store: sustained executions/s into {kind}, 0 dropped", "reported",
                                       v, None))  # fmt: skip

@@ -21,6 +21,8 @@ SECTIONS = (
     "## 6. Concurrency",
     "## 7. Framework spans to metrics",
     "## 8. Export paid",
+    "## 9. Task store: agent-thread cost",
+    "## 10. Task store: sustained executions/s",
 )
 
 
@@ -52,6 +54,8 @@ def test_smoke_run_prints_and_writes_every_section(tmp_path: Path) -> None:
         "asyncio",
         "`sample_healthy=0.1`",
         "spans delivered / made (dropped)",
+        "| SQLite | spans made |",
+        "| SQLite, one file | 2 processes, unpaced |",
     ):
         assert row in doc
     # every section has a table
