@@ -242,6 +242,7 @@ def _trigram(conn: Any, now: float) -> None:
     except Exception as exc:  # noqa: BLE001 - contrib absent: say so
         print(f"pg_trgm: not available ({exc})")
         return
+    conn.execute("SET statement_timeout = 0")  # the library's connection bounds statements at 10 s
     t0 = time.perf_counter()
     conn.execute(TRIGRAM)
     conn.execute("ANALYZE agent_tasks")
