@@ -400,11 +400,19 @@ def _fate(r: dict[str, Any]) -> str:
     return f"{r['rows']:,} of {r['made']:,} rows, {r['dropped']:,} dropped"
 
 
-def section(profile: str, targets: list[Any], section_cls: Any, target_cls: Any, log: Any) -> list[Any]:
-    """The section for run.py: agent-thread cost off vs on, sustained rates without drops."""
+def section(
+    profile: str, targets: list[Any], section_cls: Any, target_cls: Any, log: Any, postgres: bool | None = None
+) -> list[Any]:
+    """The sections for run.py: agent-thread cost off vs on, sustained rates without drops.
+
+    `postgres`: start a PostgreSQL server for its rows; by default not in the smoke profile, which
+    starts no server (like Prometheus in section 5), so `pytest -m "not servers"` stays offline.
+    """
     (rounds, batch, warmup), (seconds, rates, unpaced), (nprocs, pseconds) = PROFILES.get(profile, PROFILES["smoke"])
     log("9. task store: agent-thread cost off/on, sustained executions/s")
-    stores = Stores()
+    stores = Stores(postgres=profile != "smoke" if postgres is None else postgres)
+    if not stores.pg_missing and stores.pg is None:
+        stores.pg_missing = "not run (smoke profile: no servers; `--postgres` to include it)"
     try:
         sec = section_cls(
             "9. Task store: agent-thread cost",
@@ -534,6 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python3 -m benchmarks.tasks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--section", choices=("full", "quick", "smoke"), help="run the section, print it")
+    ap.add_argument("--postgres", action="store_true", help="with --section smoke: start PostgreSQL too")
     ap.add_argument("--scale", action="store_true", help="row sizes, EXPLAIN and purge on a large PostgreSQL table")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows for --scale")
     ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
@@ -551,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
     from .run import Section, Target, log
 
     targets: list[Any] = []
-    for sec in section(a.section or "quick", targets, Section, Target, log):
+    for sec in section(a.section or "quick", targets, Section, Target, log, postgres=a.postgres or None):
         print(sec.markdown())
     for t in targets:
         holds = "—" if t.holds is None else ("yes" if t.holds else "**MISSED**")
