@@ -1,7 +1,7 @@
 """The task store (issue 14): what the agent's thread pays with it on, and what one writer sustains.
 
     python3 -m benchmarks.tasks --section full     # the section `python3 -m benchmarks` runs (9)
-    python3 -m benchmarks.tasks --scale            # the figures of docs/tasks-scale.md (1M rows, EXPLAIN)
+    python3 -m benchmarks.tasks --scale            # the figures of docs/tasks.md (Scale) (1M rows, EXPLAIN)
 
 *Cost*: one configuration with the store on; the store is switched off and on between interleaved
 samples by detaching the recorder's task sink (`recorder.tasks = None` is exactly what

@@ -7,7 +7,7 @@ with `--rows` executions spread over 7 days — 30 agents, 3 triggers, ~94% comp
 1% running, 1% waiting — in PostgreSQL (a local server, tests/postgres.py) and in SQLite, then
 prints: bytes per row, EXPLAIN (ANALYZE, BUFFERS) of the queries the Tasks dashboard and the CLI
 run, SQLite's EXPLAIN QUERY PLAN for the same, the purge's cost (one day of rows), and checks that
-the day-partitioned layout of docs/tasks-scale.md is valid DDL on this server.
+the day-partitioned layout of docs/tasks.md (Scale) is valid DDL on this server.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ DROP TABLE agent_tasks_p_2026_11_29;
 
 
 def _partitioning(conn: Any, now: float) -> None:
-    """The DDL of docs/tasks-scale.md runs on this server (then is dropped)."""
+    """The DDL of docs/tasks.md (Scale) runs on this server (then is dropped)."""
     try:
         for stmt in [s.strip() for s in PARTITIONED.split(";") if s.strip()]:
             conn.execute(stmt)

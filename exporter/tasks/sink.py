@@ -18,7 +18,14 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .. import semconv as sc
-from ..events import Event
+from ..events import (
+    Event,
+    ExecutionFinished,
+    ExecutionRunning,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionWaiting,
+)
 from ..semconv import DropReason
 from .backend import Backend, redact_url
 from .fold import Delta, fold
@@ -35,6 +42,9 @@ PURGE_EVERY = 3600.0
 MAX_BACKOFF = 30.0
 
 _SINKS: weakref.WeakSet[TaskSink] = weakref.WeakSet()
+_STATE_EVENTS = frozenset(
+    {ExecutionStarted, ExecutionRunning, ExecutionWaiting, ExecutionSuspended, ExecutionFinished}
+)
 
 
 class TaskSink:
@@ -82,7 +92,10 @@ class TaskSink:
     # ------------------------------------------------------------------ the agent's side
 
     def record(self, event: Event) -> None:
-        if len(self._q) >= self.max_queue:
+        n = len(self._q)
+        # Past the bound, counts (steps, tokens, scores) are dropped first; a state change (start,
+        # wait, suspend, finish) still enters up to twice the bound, so a row is not left running.
+        if n >= self.max_queue and (n >= 2 * self.max_queue or type(event) not in _STATE_EVENTS):
             self._drop(DropReason.TASK_STORE_FULL, 1, f"task store queue full ({self.max_queue} events); event dropped")
             return
         self._q.append((time.time(), event))
@@ -91,7 +104,8 @@ class TaskSink:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.flush_interval)
+            if len(self._q) < MAX_BATCH:  # a backlog is worked through without pausing
+                self._wake.wait(self.flush_interval)
             self._wake.clear()
             stopping = self._stopping
             try:
