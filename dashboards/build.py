@@ -1077,6 +1077,7 @@ RUNNING = sc.ExecutionStatus.IN_PROGRESS.value
 PENDING = sc.ExecutionStatus.PENDING.value
 NOW = "extract(epoch FROM now())"
 NOT_KEPT = "not kept (sampled out)"
+WAITING_TITLE = "Waiting for a human or a worker (oldest first)"  # the alert AgentTasksStuckPending opens it
 TRACE_LINK = f"${{{JAEGER_VAR}}}/trace/${{__data.fields.trace_id}}"
 
 
@@ -1276,7 +1277,7 @@ def tasks() -> dict[str, Any]:
     ))  # fmt: skip
     g.row(9)
     g.add(12, sql_table(
-        "Waiting for a human or a worker (oldest first)",
+        WAITING_TITLE,
         "Every execution waiting now, oldest first: reason approval is a human's decision "
         "(suspended executions parked in the store included), queued a free worker. Not limited "
         "to the time range: an old wait is the one to look at.",
