@@ -247,3 +247,41 @@ def test_no_row_links_a_trace_that_was_not_kept(live: Live) -> None:
     assert all(kept[r["task_id"]] is True for r in linked)
     assert all(r["trace_id"] is None and kept[r["task_id"]] is False for r in not_kept)
     assert all(r["trace"] == "kept" for r in linked)
+
+
+# --------------------------------------------------------------------------- Grafana's read-only role
+
+
+def test_grafana_role_reads_the_table_the_agents_create_and_writes_nothing(postgres_server: Any) -> None:
+    """deploy/postgres/init-reader.sh (run by the postgres image on a new volume) makes tasks_reader:
+    it can run every Tasks query on the table the library creates later, and cannot change it."""
+    import os
+    import subprocess
+    import urllib.parse
+
+    import psycopg
+
+    from exporter.tasks.backend import Backend
+    from tests.postgres import postgres_bin
+
+    url = postgres_server.create_database()
+    db = urllib.parse.urlsplit(url).path.lstrip("/")
+    env = {**os.environ, "PATH": f"{Path(postgres_bin('postgres')).parent}:{os.environ['PATH']}",
+           "PGHOST": "127.0.0.1", "PGPORT": str(postgres_server.port),
+           "POSTGRES_USER": "postgres", "POSTGRES_DB": db, "TASKS_READER_PASSWORD": "not-used-with-trust"}  # fmt: skip
+    done = subprocess.run(["sh", str(ROOT / "deploy" / "postgres" / "init-reader.sh")], env=env,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    backend = Backend(url)  # the library, as the table's owner, creates the schema after the role exists
+    backend.connect()
+    backend.close()
+    reader = url.replace("postgresql://postgres@", "postgresql://tasks_reader@")
+    dash = build.tasks()
+    now = int(time.time())
+    with psycopg.connect(reader) as conn:
+        for q in build.iter_sql_queries(dash, time_from=now - 3600, time_to=now):
+            conn.execute(q.sql.encode())
+        for q in build.iter_sql_variable_queries(dash, time_from=now - 3600, time_to=now):
+            conn.execute(q.sql.encode())
+    with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(f"DELETE FROM {schema.TABLE}")  # noqa: S608
