@@ -95,6 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-store", default=None, metavar="URL",
                    help="record every execution in a task store: sqlite:///path/tasks.db or "
                         "postgresql://user@host:port/db (default: none)")  # fmt: skip
+    p.add_argument("--task-store-refresh", type=_positive, default=15.0,
+                   help="seconds between reads of the store's waiting gauges (default 15)")  # fmt: skip
     p.add_argument("--sample-healthy", type=_ratio, default=1.0,
                    help="keep this fraction of healthy executions' traces (default 1: all); failed, slow "
                         "and flagged ones are always kept")  # fmt: skip
@@ -268,6 +270,7 @@ def run(args: Any) -> int:
             log_level=level,
             sample_healthy=args.sample_healthy,
             task_store=args.task_store,
+            task_store_refresh=args.task_store_refresh,
         )
     except ValueError as exc:
         log.error("cannot start", error=str(exc))
