@@ -208,10 +208,14 @@ def test_status_filter_narrows_to_the_chosen_statuses(live: Live) -> None:
 
 def test_agent_trigger_and_search_filters_narrow_every_table(live: Live) -> None:
     """One agent: every table shows that agent only; a trigger; a search on the task id prefix."""
+    # The demo is still running: what runs changes between two queries, so the running list is only
+    # checked for other agents; the first run's parked approvals (invoice) stay waiting.
     for title in ("Recent executions", "Running now", "Waiting for a human or a worker (oldest first)"):
-        everyone = live.panel(title)
         invoice = live.panel(title, agent=["invoice"])
-        assert {r["agent"] for r in invoice} == {"invoice"} and len(invoice) <= len(everyone)
+        assert {r["agent"] for r in invoice} <= {"invoice"}, title
+        if title != "Running now":
+            assert invoice, title
+    assert len({r["agent"] for r in live.panel("Recent executions")}) == 3
     two = live.panel("Recent executions", agent=["invoice", "daily-report"])
     assert {r["agent"] for r in two} == {"invoice", "daily-report"}
     timer = live.panel("Recent executions", trigger=["timer"])
