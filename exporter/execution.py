@@ -244,7 +244,8 @@ class Execution:
         self._span.set_attributes(attrs)
         self._span.end()
         self._release(reason)
-        return self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
+        kept = self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
+        return kept and self._state.tracing.exports()
 
     def _decide(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> str | None:
         """Before the span ends: the keep reason on the span, and the exemplar when kept."""

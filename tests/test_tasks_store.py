@@ -308,3 +308,17 @@ def test_without_a_store_nothing_listens_and_no_step_event_is_made() -> None:
     exporter.configure(metrics_port=None, tracing=False)
     state = exporter._config.current()
     assert state is not None and state.tasks is None and state.recorder.tasks is None
+
+
+def test_a_trace_made_but_exported_nowhere_is_not_linked(
+    store_url: str, store: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No endpoint, no provider of the app's, no OTEL_* variables: spans have ids but go nowhere."""
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    configure(store_url)
+    with exporter.execution("s", "email", task_id="nowhere"):
+        pass
+    assert exporter.flush(10)
+    (row,) = rows(store)
+    assert row["trace_id"] is not None and not row["trace_kept"]
