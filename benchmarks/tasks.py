@@ -521,14 +521,13 @@ def section(
             + "."
         )
         sus.notes.append(
-            "The writer takes at most `MAX_BATCH` (20,000) events per cycle and then waits "
-            "`flush_interval` (0.5 s) before the next, unless a flush wakes it: about 40,000 events/s, "
-            "some 1,100 executions/s of this shape (34 events each), whatever the database could take. "
-            "Offered faster for long enough, the queue fills to its bound and events are dropped, while the "
-            "flush at the end (which wakes the writer at once, cycle after cycle, with the agent idle) "
-            "drains the same backlog far faster: the drain rate in the lag column. The experiment rows lift "
-            "the bound (each cycle folds the whole queue); what remains is the writer's own Python work "
-            "(folding each event) sharing the GIL with an agent thread that runs flat out."
+            "The writer folds at most `MAX_BATCH` (20,000) events per cycle and starts the next cycle at "
+            "once while that many are still queued (it waits `flush_interval`, 0.5 s, only when it has "
+            "caught up). Offered faster than it folds for long enough, the queue fills to its bound and "
+            "events are dropped (counts first; state changes enter up to twice the bound): what limits one "
+            "process then is the writer's own Python work (folding each event) sharing the GIL with an "
+            "agent thread that runs flat out, not the database (the drain rate in the lag column). The "
+            "experiment rows fold the whole queue each cycle."
         )
         for kind, v in best.items():
             targets.append(target_cls(f"Task store: sustained executions/s into {kind}, held (0 dropped)", "reported",
