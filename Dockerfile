@@ -1,4 +1,5 @@
-# The demo agent of the compose stack: the package installed the way the README says (`pip install .`).
+# The demo agent of the compose stack: the package installed the way the README says (`pip install .`),
+# with the PostgreSQL driver extra for the stack's task store.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip install . \
+RUN pip install ".[tasks-postgresql]" \
     && useradd --system --uid 10001 --no-create-home agent
 
 USER agent

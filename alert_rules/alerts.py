@@ -19,6 +19,7 @@ from alert_rules.rules import (
     MIN_SCORE,
     PENDING_OLDEST,
     TARGET_AGENTS,
+    TASKS_WAITING_OLDEST,
     Params,
     burn_rate,
     completion_ratio,
@@ -77,6 +78,13 @@ def _jaeger_tmpl(p: Params, window: str, trigger: bool = False) -> str:
     )
 
 
+def waiting_panel_id() -> int:
+    """The id of the Tasks dashboard's waiting list (Grafana's `viewPanel=panel-<id>` opens it alone)."""
+    from dashboards import build
+
+    return int(next(p["id"] for p in build.tasks()["panels"] if p["title"] == build.WAITING_TITLE))
+
+
 SCORE_FMT = 'printf "%.2f"'
 JAEGER_ALERTS = ("AgentCompletionRateLow", "AgentCompletionErrorBudgetBurn", "AgentTriggerCompletionRateLow",
                  "AgentExecutionsAllFailing", "AgentLowVolumeFailures")
@@ -91,6 +99,8 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
         if alert == "AgentExporterDown":
             return url
         url += "?var-agent={{ $labels.agent | urlquery }}"
+        if alert == "AgentTasksStuckPending":  # straight to the waiting list, oldest first
+            url += f"&viewPanel=panel-{waiting_panel_id()}"
         if var_trigger:
             url += "&var-trigger={{ $labels.trigger | urlquery }}"
         return url
@@ -179,9 +189,14 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
         f"{{{{ $labels.tool }}}} over the last {w} failed with an error or timeout "
         f"(objective at most {_objective_tmpl(MAX_TOOL_ERROR, 'humanizePercentage')}).",
     )
+    # The oldest wait of an agent and reason, wherever it is seen: in a process (waiting in memory)
+    # or in the task store (parked by suspend(), in any process). One selector for both names so
+    # that `min` sees every series: the oldest is the smallest timestamp, and the same execution or
+    # the same store value reported by many processes counts once (min, not sum).
+    oldest_wait = f'{{__name__=~"{PENDING_OLDEST}|{TASKS_WAITING_OLDEST}"}} > 0'
     alert(
         "AgentTasksStuckPending",
-        f"time() - min by (agent, reason) ({PENDING_OLDEST} > 0)\n"
+        f"time() - min by (agent, reason) ({oldest_wait})\n"
         f"  > on(agent) group_left() {objective(MAX_PENDING)}\n",
         "warning",
         "An execution has been pending longer than the agent's objective.",

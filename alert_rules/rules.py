@@ -42,6 +42,9 @@ DURATION = semconv.EXECUTION_DURATION.name
 SCORE = semconv.EXECUTION_EVALUATION_SCORE.name
 TOOL_CALLS = semconv.TOOL_CALLS.name
 PENDING_OLDEST = semconv.EXECUTION_PENDING_OLDEST.name
+# The task store's oldest wait: the same value from every process with the store (suspended
+# executions included, whichever process suspended them); 0 when nothing waits.
+TASKS_WAITING_OLDEST = semconv.TASKS_WAITING_OLDEST.name
 OBJECTIVE = semconv.OBJECTIVE.name
 
 COMPLETION_RATIO = semconv.OBJECTIVE_COMPLETION_RATIO
@@ -70,7 +73,7 @@ DASHBOARDS = {
     "AgentRuntimeHigh": "agent-runtime",
     "AgentEvaluationScoreLow": "agent-evaluations",
     "AgentToolErrorRateHigh": "agent-tools",
-    "AgentTasksStuckPending": "agent-runtime",
+    "AgentTasksStuckPending": "agent-tasks",
     "AgentRuntimeDeviation": "agent-runtime",
     "AgentEvaluationScoreDrop": "agent-evaluations",
     "AgentExecutionsStalled": "agent-overview",

@@ -20,6 +20,7 @@ from ._config import (
     shutdown,
 )
 from .api import (
+    cancel_task,
     current_execution,
     current_step,
     execution,
@@ -52,6 +53,7 @@ __all__ = [
     "ValidationFailure",
     "__version__",
     "add_trace_context",
+    "cancel_task",
     "configure",
     "current_execution",
     "current_step",

@@ -13,6 +13,7 @@ import logging
 import math
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, mult
 from .recorder import Recorder
 from .sampling import Sampling, activate, holders
 from .semconv import DropReason, StepStatus
+from .tasks.backend import StoreError, parse_url
+from .tasks.sink import TaskSink
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
 
 # The stdlib's levels, which the recorder compares against; "off" is above them all.
@@ -109,6 +112,7 @@ class State:
     server: Any = None
     bridge: Any = None  # the span bridge, with span_metrics=True
     sampling: Sampling | None = None  # which executions' traces are kept (holds spans if sample_healthy < 1)
+    tasks: TaskSink | None = None  # the task store's writer, with task_store=
     server_thread: Any = None
     warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
 
@@ -140,6 +144,15 @@ def _objectives(name: str, value: object) -> None:
         Objectives.parse(agent, objectives)
 
 
+def _task_store(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        c.fail(name, "a URL: sqlite:///path/tasks.db or postgresql://user@host:port/db", value)
+    try:
+        parse_url(value)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
+
+
 _CHECKS: Mapping[str, c.Check] = {
     "service_name": c.text,
     "metrics_port": c.optional(c.int_in(0, 65535)),
@@ -168,6 +181,9 @@ _CHECKS: Mapping[str, c.Check] = {
     "metrics_keyfile": c.optional(c.path),
     "metrics_client_cafile": c.optional(c.path),
     "metrics_client_auth_required": c.flag,
+    "task_store": c.optional(_task_store),
+    "task_store_retention_days": c.seconds(zero_ok=True),
+    "task_store_refresh": c.seconds(zero_ok=False),
 }
 
 
@@ -215,6 +231,9 @@ def configure(
     metrics_keyfile: str | None = None,
     metrics_client_cafile: str | None = None,
     metrics_client_auth_required: bool = False,
+    task_store: str | None = None,
+    task_store_retention_days: float = 7.0,
+    task_store_refresh: float = 15.0,
 ) -> State:
     """Turn the library on. Call once at start-up; a second call checks its arguments, warns, changes nothing.
 
@@ -227,6 +246,11 @@ def configure(
 
     `sample_healthy` below 1 keeps every failed, slow or flagged execution's trace and that fraction
     of the healthy ones (exporter/sampling.py); metrics and logs stay exact.
+
+    `task_store` (`sqlite:///path/tasks.db` or `postgresql://user@host:port/db`) records every
+    execution in a database, written off the agent's thread (exporter/tasks/); rows older than
+    `task_store_retention_days` are purged; the waiting gauges are read from it every
+    `task_store_refresh` seconds.
     """
     global _state
     check_arguments(locals())  # on every call, so a bad argument never passes silently
@@ -294,6 +318,11 @@ def configure(
                     "span_exporter=) or in an exporter.SamplingSpanProcessor around your export processor; "
                     "with neither, every trace is kept",
                 )
+        if task_store is not None:  # the task list: a second consumer of every event
+            state.tasks = TaskSink(
+                task_store, metrics, retention_days=task_store_retention_days, refresh_interval=task_store_refresh
+            )
+            state.recorder.tasks = state.tasks
         if span_metrics:  # other instrumentations' spans become the same metrics and log events
             state.bridge = install_bridge(setup, state.recorder, metrics.drop, exemplars=metrics.exemplars)
         if metrics_port is not None:
@@ -309,6 +338,8 @@ def configure(
                 )
             except OSError as exc:
                 setup.shutdown()
+                if state.tasks is not None:
+                    state.tasks.close(0.0)
                 hint = _bind_hint(exc, tls=metrics_certfile is not None)
                 raise ValueError(f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc} ({hint})") from exc
         _state = state
@@ -368,7 +399,11 @@ def flush(timeout: float | None = None) -> bool:
         tracing = state.tracing
         seconds = tracing.flush_timeout if timeout is None else float(timeout)
         seconds = 0.0 if math.isnan(seconds) else min(max(seconds, 0.0), 3600.0)
-        return tracing.flush(seconds)
+        deadline = time.monotonic() + seconds
+        ok = tracing.flush(seconds)
+        if state.tasks is not None:
+            ok = state.tasks.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
     except Exception:  # noqa: BLE001 - flushing must not raise into the host
         return False
 
@@ -384,6 +419,12 @@ def shutdown(timeout: float | None = None) -> None:
         state.tracing.shutdown(timeout)
     except Exception:  # noqa: BLE001 - shutdown must not raise into the host
         pass
+    if state.tasks is not None:
+        try:
+            state.tasks.close(DEFAULT_SHUTDOWN_TIMEOUT if timeout is None else timeout)
+        except Exception:  # noqa: BLE001
+            pass
+        state.tasks = None
     if state.server is not None:
         try:
             state.server.shutdown()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from . import _config
@@ -19,6 +19,7 @@ from .noop import NOOP_EXECUTION, NOOP_STEP, NoopExecution, NoopStep
 from .recording import current_execution_var, current_step_var, internal_error
 from .semconv import DropReason
 from .steps import Step
+from .tasks.query import carrier_of, get_task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,6 +89,40 @@ def resume_execution(carrier: Any, *, max_duration: float | None = None) -> Exec
     except Exception as exc:  # noqa: BLE001
         internal_error(state, "resume_execution()", exc)
         return NOOP_EXECUTION
+
+
+def cancel_task(task: Any, message: str | None = "abandoned while waiting") -> bool:
+    """Close (cancel) an execution that was suspended and will never be resumed.
+
+    `task` is its carrier, or its task id when the carrier was lost (then the task store,
+    `configure(task_store=...)`, supplies what the carrier held; the read waits at most a few
+    seconds). Counted like any cancellation, in this process's metrics and in the store. True if
+    an execution was closed; False (never an exception) if it was not waiting or not found.
+    """
+    state = _config.current()
+    if state is None:
+        return False
+    try:
+        carrier = task
+        if not isinstance(task, Mapping):
+            if state.tasks is None:
+                state.warnings.warn("cancel_task", "cancel_task(task_id) needs configure(task_store=...)")
+                return False
+            row = get_task(state.tasks.reader(), str(task))
+            if row is None or row["status"] != sc.ExecutionStatus.PENDING.value:
+                return False
+            carrier = carrier_of(row)
+        run = resume_execution(carrier)
+        if isinstance(run, NoopExecution):
+            return False
+        with run:
+            run.cancel(message)
+        if state.tasks is not None and not isinstance(task, Mapping):
+            state.tasks.flush(5.0)  # the next look-up of this task id sees it closed
+        return True
+    except Exception as exc:  # noqa: BLE001
+        internal_error(state, "cancel_task()", exc)
+        return False
 
 
 def current_execution() -> Execution | NoopExecution:

@@ -21,6 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .ingest.cli import add_arguments as ingest_arguments
 
     ingest_arguments(ingest)
+    tasks = sub.add_parser("tasks", help="the task list: executions recorded in a task store")
+    from .tasks.cli import add_arguments as tasks_arguments
+
+    tasks_arguments(tasks)
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -30,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ingest.cli import run as run_ingest
 
         return run_ingest(args)
+    if args.command == "tasks":
+        from .tasks.cli import run as run_tasks
+
+        return run_tasks(args)
     return 2
 
 

@@ -29,6 +29,7 @@ class ExecutionStarted(NamedTuple):
     """Counted once per execution, when it first runs (or ends without having run)."""
 
     ref: ExecutionRef
+    description: str | None = None  # cleaned (masked, bounded); for the task store
 
 
 class ExecutionRunning(NamedTuple):
@@ -61,6 +62,8 @@ class ExecutionSuspended(NamedTuple):
 
     ref: ExecutionRef
     reason: str
+    since: float | None = None  # unix time of the suspension (the carrier's `suspended_at`)
+    trace_kept: bool | None = None  # the part's trace is exported
 
 
 class ExecutionFinished(NamedTuple):
@@ -72,6 +75,14 @@ class ExecutionFinished(NamedTuple):
     runtime: float  # active seconds, pending time excluded
     score: float | None  # mean evaluation score, if any
     error: str | None = None  # a short, masked message for failures
+    trace_kept: bool | None = None  # the trace is exported (not dropped by sampling); None: no trace
+
+
+class StepStarted(NamedTuple):
+    """Sent only when a task store listens (it shows the current step); metrics ignore it."""
+
+    ref: ExecutionRef
+    step: str
 
 
 class StepFinished(NamedTuple):
@@ -115,7 +126,7 @@ class BranchTaken(NamedTuple):
 
 Event = (
     ExecutionStarted | ExecutionRunning | ExecutionWaiting | ExecutionResumed | ExecutionSuspended
-    | ExecutionFinished | StepFinished | ToolCallFinished | EvaluationRecorded | TokensUsed | BranchTaken
+    | ExecutionFinished | StepStarted | StepFinished | ToolCallFinished | EvaluationRecorded | TokensUsed | BranchTaken
 )  # fmt: skip
 
 

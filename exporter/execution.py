@@ -135,6 +135,12 @@ class Execution:
 
     # ------------------------------------------------------------------ helpers
 
+    def _description(self) -> str | None:
+        """For the task store only (spans clean it themselves): masked and bounded."""
+        if self.description is None or self._rec.tasks is None:
+            return None
+        return clean_text(self.description, 1024)
+
     def _clean_reason(self, reason: Any) -> str:
         if isinstance(reason, str) and reason in REASONS:
             return reason
@@ -231,6 +237,16 @@ class Execution:
             self.exemplar = exemplar_of(self.trace_id)
             self.ref = self.ref._replace(exemplar=self.exemplar)
 
+    def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool:
+        """End this part's span with `attrs` and the sampling decision; True if its trace is exported."""
+        held = self._sampling is not None
+        reason = self._decide(status, cause, runtime, attrs)
+        self._span.set_attributes(attrs)
+        self._span.end()
+        self._release(reason)
+        kept = self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
+        return kept and self._state.tracing.exports()
+
     def _decide(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> str | None:
         """Before the span ends: the keep reason on the span, and the exemplar when kept."""
         samp = self._sampling
@@ -277,7 +293,7 @@ class Execution:
         rec = self._rec
         if not self._started:
             self._started = True
-            rec.record(ExecutionStarted(self.ref))
+            rec.record(ExecutionStarted(self.ref, self._description()))
         rec.record(ExecutionRunning(self.ref, True))
         self.status = sc.ExecutionStatus.IN_PROGRESS.value
         self._phase = RUNNING
@@ -342,7 +358,7 @@ class Execution:
             self._leave_pending()
             if not self._started:  # cancelled or failed while queued: started and finished
                 self._started = True
-                rec.record(ExecutionStarted(self.ref))
+                rec.record(ExecutionStarted(self.ref, self._description()))
         runtime = self._active
         if status == COMPLETED and self.max_duration is not None and runtime > self.max_duration:
             status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
@@ -366,11 +382,8 @@ class Execution:
                 attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
                 record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
-        reason = self._decide(status, cause, runtime, attrs)
-        span.set_attributes(attrs)
-        span.end()
-        self._release(reason)
-        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message))
+        kept = self._end_span(status, cause, runtime, attrs)
+        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message, kept))
         return True
 
     def _abort_open_steps(self, why: str) -> None:
@@ -488,11 +501,8 @@ class Execution:
                 sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
                 sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
             }
-            keep = self._decide(None, None, self._active, attrs)
-            self._span.set_attributes(attrs)
-            self._span.end()
-            self._release(keep)
-            self._rec.record(ExecutionSuspended(self.ref, reason))
+            kept = self._end_span(None, None, self._active, attrs)
+            self._rec.record(ExecutionSuspended(self.ref, reason, carrier["suspended_at"], kept))
             return carrier
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "suspend()", exc)

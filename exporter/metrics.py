@@ -31,6 +31,9 @@ _GAUGE_MULTIPROCESS_MODES: dict[str, str] = {
     sc.EXECUTIONS_PENDING.name: "livesum",
     sc.EXECUTION_PENDING_OLDEST.name: "livemin",
     sc.OBJECTIVE.name: "max",
+    # Read from the shared store: every worker sees the same values.
+    sc.TASKS_WAITING.name: "livemax",
+    sc.TASKS_WAITING_OLDEST.name: "livemax",
 }
 
 

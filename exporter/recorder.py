@@ -16,6 +16,7 @@ from .events import (
     BranchTaken,
     EvaluationRecorded,
     Event,
+    EventSink,
     ExecutionFinished,
     ExecutionRef,
     ExecutionResumed,
@@ -24,6 +25,7 @@ from .events import (
     ExecutionSuspended,
     ExecutionWaiting,
     StepFinished,
+    StepStarted,
     TokensUsed,
     ToolCallFinished,
 )
@@ -42,6 +44,8 @@ class Recorder:
         self.exemplars = metrics.exemplars  # False in multiprocess mode, where they are dropped
         self.log = log
         self.log_level = log_level
+        # A second consumer (the task store) that sees every event after the metrics; None: off.
+        self.tasks: EventSink | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             ExecutionStarted: self._started,
             ExecutionRunning: self._running,
@@ -49,6 +53,7 @@ class Recorder:
             ExecutionResumed: self._resumed,
             ExecutionSuspended: self._suspended,
             ExecutionFinished: self._finished,
+            StepStarted: self._ignore,
             StepFinished: self._step,
             ToolCallFinished: self._tool_call,
             EvaluationRecorded: self._evaluation,
@@ -62,6 +67,8 @@ class Recorder:
         """Count and log one event; never raises."""
         try:
             self._handlers[type(event)](event)
+            if self.tasks is not None:
+                self.tasks.record(event)
         except Exception as exc:  # noqa: BLE001 - a bug here must not reach the agent
             self.drop(DropReason.INTERNAL_ERROR, f"internal error recording {type(event).__name__}: {exc!r}")
 
@@ -98,6 +105,9 @@ class Recorder:
             self.log.warning(event, **fields)
 
     # ------------------------------------------------------------------ executions
+
+    def _ignore(self, e: Event) -> None:
+        """An event only the task store uses."""
 
     def _started(self, e: ExecutionStarted) -> None:
         m, ref = self.metrics, e.ref

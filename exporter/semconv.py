@@ -94,6 +94,8 @@ class DropReason(StrEnum):
     BAD_SPAN = "bad_span"  # another instrumentation's span the span bridge could not read
     TRACE_OVER_BUDGET = "trace_over_budget"  # spans past the span bridge's per-trace or open-trace budget
     SAMPLING_OVERFLOW = "sampling_overflow"  # held spans over a sampling cap: exported before the decision
+    TASK_STORE_FULL = "task_store_full"  # events past the task store's queue while its writer lagged
+    TASK_STORE_UNAVAILABLE = "task_store_unavailable"  # row changes dropped: the store was unreachable too long
 
 
 class SamplingReason(StrEnum):
@@ -204,6 +206,16 @@ EXECUTION_PENDING_OLDEST: Final = MetricSpec(
     "agent_execution_pending_oldest_timestamp_seconds", "gauge", (LABEL_AGENT, LABEL_REASON),
     "Unix time the oldest still-pending execution began waiting (0 when none).",
 )  # fmt: skip
+# From the task store (`configure(task_store=...)`): every waiting execution, whichever process
+# suspended it. Each process with the store exports the same values: aggregate with max, not sum.
+TASKS_WAITING: Final = MetricSpec(
+    "agent_tasks_waiting", "gauge", (LABEL_AGENT, LABEL_REASON),
+    "Executions waiting now (queued, awaiting approval, or suspended), read from the task store.",
+)  # fmt: skip
+TASKS_WAITING_OLDEST: Final = MetricSpec(
+    "agent_tasks_waiting_oldest_timestamp_seconds", "gauge", (LABEL_AGENT, LABEL_REASON),
+    "Unix time the oldest execution waiting in the task store began waiting (0 when none).",
+)  # fmt: skip
 EXECUTION_PENDING_DURATION: Final = MetricSpec(
     "agent_execution_pending_duration_seconds", "histogram", (LABEL_AGENT, LABEL_REASON),
     "How long executions waited (queued or for approval) before running.", PENDING_DURATION_BUCKETS,
@@ -258,6 +270,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     EXECUTION_EVALUATION_SCORE, EXECUTIONS_IN_PROGRESS, EXECUTIONS_PENDING, EXECUTION_PENDING_OLDEST,
     EXECUTION_PENDING_DURATION, STEPS, STEP_DURATION, STEP_EVALUATION_SCORE, EVALUATIONS, TOOL_CALLS,
     TOOL_CALL_DURATION, TOKENS, BRANCH_DECISIONS, OBJECTIVE, EXPORTER_DROPPED, SAMPLING_DECISIONS,
+    TASKS_WAITING, TASKS_WAITING_OLDEST,
 )  # fmt: skip
 
 

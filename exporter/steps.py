@@ -17,7 +17,7 @@ from . import _config
 from . import semconv as sc
 from .content import capture, clean_text
 from .errors import tool_outcome_of
-from .events import BranchTaken, EvaluationRecorded, StepFinished, TokensUsed, ToolCallFinished
+from .events import BranchTaken, EvaluationRecorded, StepFinished, StepStarted, TokensUsed, ToolCallFinished
 from .noop import NOOP_TOOL_CALL, NoopToolCall
 from .recording import (
     FAILED,
@@ -89,6 +89,8 @@ class Step:
             self._span = run._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
             self._ctx = trace.set_span_in_context(self._span, run._ctx)
             run._open[self] = None  # one dict operation: atomic, no lock on every step
+            if run._rec.tasks is not None:  # only a task store shows the step running now
+                run._rec.record(StepStarted(run.ref, self.name))
             self._tokens = [otel_context.attach(self._ctx), current_step_var.set(self)]
             self._t0 = time.perf_counter()
         except Exception as exc:  # noqa: BLE001

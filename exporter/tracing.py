@@ -228,6 +228,10 @@ class TracingSetup:
     # Called once with the application's provider when it is found after configure() (span bridge).
     on_app_provider: Callable[[Any], None] | None = None
 
+    def exports(self) -> bool:
+        """Whether the library's spans go anywhere: its own export, or a provider of the application's."""
+        return self.processor is not None or (self.provider is not None and self.provider is not self.own_provider)
+
     def flush(self, timeout: float) -> bool:
         """Export the library's queued spans within `timeout` seconds; True if all arrived."""
         deadline = time.monotonic() + timeout

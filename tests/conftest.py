@@ -14,7 +14,7 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-pytest_plugins = ["tests.servers", "tests.marks"]
+pytest_plugins = ["tests.servers", "tests.postgres", "tests.marks"]
 
 
 @pytest.fixture(autouse=True)

@@ -22,9 +22,12 @@ import pytest
 
 MARK = "servers"
 SERVER_BINARIES = frozenset(
-    {"prometheus", "promtool", "prometheus-alertmanager", "alertmanager", "amtool", "docker-compose"}
+    {
+        "prometheus", "promtool", "prometheus-alertmanager", "alertmanager", "amtool", "docker-compose",
+        "postgres", "initdb", "pg_ctl", "runuser",
+    }
 )
-SERVER_FIXTURES = frozenset({"prometheus_factory", "alertmanager_factory"})
+SERVER_FIXTURES = frozenset({"prometheus_factory", "alertmanager_factory", "postgres_server", "postgres_url"})
 
 _running: pytest.Item | None = None  # the test being run, seen by the audit hook
 _violations: dict[str, str] = {}  # nodeid -> what it started (or asked for) without the marker

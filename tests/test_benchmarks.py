@@ -21,6 +21,8 @@ SECTIONS = (
     "## 6. Concurrency",
     "## 7. Framework spans to metrics",
     "## 8. Export paid",
+    "## 9. Task store: agent-thread cost",
+    "## 10. Task store: sustained executions/s",
 )
 
 
@@ -52,7 +54,36 @@ def test_smoke_run_prints_and_writes_every_section(tmp_path: Path) -> None:
         "asyncio",
         "`sample_healthy=0.1`",
         "spans delivered / made (dropped)",
+        "| SQLite | spans made |",
+        "| SQLite, one file | 2 processes, unpaced |",
     ):
         assert row in doc
     # every section has a table
     assert doc.count("|---|") >= len(SECTIONS)
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+@pytest.mark.timeout(240)
+def test_task_store_sections_run_against_postgresql() -> None:
+    """`python3 -m benchmarks.tasks --section smoke --postgres` measures PostgreSQL too (rows, not timings)."""
+    from tests.postgres import postgres_bin
+
+    postgres_bin("postgres")  # skips without the binaries (fails under CI)
+    pytest.importorskip("psycopg")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tasks", "--section", "smoke", "--postgres"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "## 9. Task store: agent-thread cost" in out and "## 10. Task store: sustained executions/s" in out
+    for store in ("SQLite", "PostgreSQL"):
+        assert f"| {store} | spans made |" in out
+        assert f"| {store} | paced at 100/s |" in out
+    assert "not run" not in out

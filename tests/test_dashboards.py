@@ -26,8 +26,13 @@ PROVISIONING = ROOT / "grafana" / "provisioning"
 DATASOURCES_FILE = PROVISIONING / "datasources" / "datasources.yml"
 PROVIDERS_FILE = PROVISIONING / "dashboards" / "dashboards.yml"
 
-EXPECTED_UIDS = {"agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations", "agent-tools"}
-DATASOURCE_UIDS = {"prometheus": "prometheus", "jaeger": "jaeger", "alertmanager": "alertmanager"}  # uid: type
+PROMETHEUS_UIDS = {"agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations", "agent-tools"}
+TASKS_UID = "agent-tasks"  # SQL on the task store (tests/test_dashboards_tasks_live.py)
+EXPECTED_UIDS = PROMETHEUS_UIDS | {TASKS_UID}
+DATASOURCE_UIDS = {
+    "prometheus": "prometheus", "jaeger": "jaeger", "alertmanager": "alertmanager",
+    "agent-tasks": "grafana-postgresql-datasource",
+}  # uid: type  # fmt: skip
 DASHBOARDS_MOUNT = "/var/lib/grafana/dashboards"  # where the compose stack mounts ./dashboards
 UNITS = {"percentunit", "s", "short", "opm", "none"}
 ALLOWED_WINDOWS = {"$__rate_interval"}
@@ -50,7 +55,9 @@ def load_dashboards() -> dict[str, dict[str, Any]]:
     return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARD_DIR.glob("*.json"))}
 
 
-DASHBOARDS = load_dashboards()
+ALL_DASHBOARDS = load_dashboards()
+# The PromQL checks below read the Prometheus dashboards; the Tasks one is SQL.
+DASHBOARDS = {name: d for name, d in ALL_DASHBOARDS.items() if d["uid"] != TASKS_UID}
 
 
 def panels() -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -106,10 +113,11 @@ ALLOWED_METRICS = {n for spec in semconv.METRICS for n in semconv.exposed_series
 
 
 def test_every_dashboard_file_is_valid_json_with_a_fixed_uid() -> None:
-    """Each JSON file in dashboards/ parses and the set of uids is exactly the five agreed ones."""
-    assert len(DASHBOARDS) == len(EXPECTED_UIDS)
-    assert {d["uid"] for d in DASHBOARDS.values()} == EXPECTED_UIDS
-    for name, dash in DASHBOARDS.items():
+    """Each JSON file in dashboards/ parses and the set of uids is exactly the six agreed ones."""
+    assert len(ALL_DASHBOARDS) == len(EXPECTED_UIDS)
+    assert {d["uid"] for d in ALL_DASHBOARDS.values()} == EXPECTED_UIDS
+    assert set(build.PROMETHEUS_DASHBOARDS) == PROMETHEUS_UIDS
+    for name, dash in ALL_DASHBOARDS.items():
         assert name == f"{dash['uid']}.json"
 
 
@@ -121,9 +129,9 @@ def test_committed_json_equals_generator_output() -> None:
 
 def test_dashboards_target_grafana_11_6_schema() -> None:
     """Every dashboard has schemaVersion 41 (Grafana 11.6), a null id, a title and the shared tag."""
-    titles = [d["title"] for d in DASHBOARDS.values()]
+    titles = [d["title"] for d in ALL_DASHBOARDS.values()]
     assert len(set(titles)) == len(titles)
-    for dash in DASHBOARDS.values():
+    for dash in ALL_DASHBOARDS.values():
         assert dash["schemaVersion"] == 41
         assert dash["id"] is None
         assert dash["title"] and dash["description"]
@@ -132,7 +140,7 @@ def test_dashboards_target_grafana_11_6_schema() -> None:
 
 def test_panel_ids_are_unique_per_dashboard() -> None:
     """No two panels of a dashboard share an id, and every id is a positive integer."""
-    for dash in DASHBOARDS.values():
+    for dash in ALL_DASHBOARDS.values():
         ids = [p["id"] for p in dash["panels"]]
         assert all(isinstance(i, int) and i > 0 for i in ids)
         assert len(ids) == len(set(ids)), dash["uid"]
@@ -140,7 +148,7 @@ def test_panel_ids_are_unique_per_dashboard() -> None:
 
 def test_grid_positions_fit_24_columns_and_do_not_overlap() -> None:
     """Every panel has a gridPos inside the 24-column grid, and no two panels of a dashboard overlap."""
-    for dash in DASHBOARDS.values():
+    for dash in ALL_DASHBOARDS.values():
         boxes = []
         for panel in dash["panels"]:
             pos = panel["gridPos"]
@@ -157,7 +165,7 @@ def test_grid_positions_fit_24_columns_and_do_not_overlap() -> None:
 
 def test_every_panel_has_a_unit_and_a_description() -> None:
     """Each panel sets fieldConfig.defaults.unit (a known Grafana unit) and a non-empty description."""
-    for dash, panel in panels():
+    for dash, panel in ((d, p) for d in ALL_DASHBOARDS.values() for p in d["panels"]):
         assert panel["fieldConfig"]["defaults"].get("unit") in UNITS, (dash["uid"], panel["title"])
         assert len(panel.get("description", "")) > 20, (dash["uid"], panel["title"])
 
@@ -284,8 +292,8 @@ def test_histogram_panels_of_the_runtime_dashboard_request_exemplars() -> None:
 
 
 def test_dashboards_link_to_each_other_and_to_jaeger() -> None:
-    """Each dashboard links to the four others (keeping time and variables) and to Jaeger in Explore."""
-    for dash in DASHBOARDS.values():
+    """Each dashboard links to the five others (keeping time and variables) and to Jaeger in Explore."""
+    for dash in ALL_DASHBOARDS.values():
         urls = {link["url"] for link in dash["links"]}
         others = EXPECTED_UIDS - {dash["uid"]}
         assert {f"/d/{uid}" for uid in others} <= urls
@@ -307,6 +315,11 @@ def test_promql_parses_with_promtool(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- iter_queries
+
+
+def test_iter_all_queries_leaves_the_sql_dashboard_out() -> None:
+    """iter_all_queries (PromQL, for Prometheus) covers exactly the Prometheus dashboards."""
+    assert {q.dashboard_uid for q in build.iter_all_queries()} == PROMETHEUS_UIDS
 
 
 def test_iter_queries_yields_every_panel_query_with_variables_substituted() -> None:
@@ -367,8 +380,11 @@ def test_datasources_use_documented_keys_and_fixed_uids() -> None:
         assert set(ds) <= DATASOURCE_KEYS, set(ds) - DATASOURCE_KEYS
         assert isinstance(ds["name"], str) and ds["name"]
         assert ds["access"] == "proxy"
-        assert re.fullmatch(r"http://[a-z]+:\d+", ds["url"])
+        # PostgreSQL's URL is host:port; the HTTP data sources' is a URL.
+        url = r"[a-z]+:\d+" if ds["type"] == "grafana-postgresql-datasource" else r"http://[a-z]+:\d+"
+        assert re.fullmatch(url, ds["url"])
         assert isinstance(ds.get("jsonData", {}), dict)
+    assert found["agent-tasks"]["url"] == "postgres:5432"
     assert found["prometheus"]["url"] == "http://prometheus:9090"
     assert found["jaeger"]["url"] == "http://jaeger:16686"
     assert found["alertmanager"]["url"] == "http://alertmanager:9093"
@@ -407,7 +423,7 @@ def test_dashboard_provider_reads_the_mounted_dashboards() -> None:
 def test_docs_name_every_dashboard_and_panel() -> None:
     """docs/dashboards.md names every dashboard uid and every panel title."""
     text = (ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
-    for dash in DASHBOARDS.values():
+    for dash in ALL_DASHBOARDS.values():
         assert f"`{dash['uid']}`" in text
         for panel in dash["panels"]:
             assert panel["title"] in text, panel["title"]
@@ -417,5 +433,5 @@ def test_readme_lists_every_dashboard() -> None:
     """The README's Dashboards section names each dashboard (title and uid)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Dashboards\n", 1)[1].split("\n## ", 1)[0]
-    for dash in DASHBOARDS.values():
+    for dash in ALL_DASHBOARDS.values():
         assert dash["title"] in section and dash["uid"] in section

@@ -149,7 +149,12 @@ def test_demo_fills_every_contract_metric_through_the_stacks_scrape_config(
     demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
 ) -> None:
     """The default workload, scraped with the stack's own job, gives every metric of the contract."""
-    d = demo("--rate", "40", "--speed", "100", "--duration", "60", "--progress-interval", "2")
+    # With a task store, as in the stack: its waiting gauges are part of the contract too. They are
+    # read every --task-store-refresh seconds: at speed 100 the pending objective is 9 s, so a 15 s
+    # old reading would look like a stuck wait.
+    store = f"sqlite:///{tmp_path / 'tasks.db'}"
+    d = demo("--rate", "40", "--speed", "100", "--duration", "60", "--progress-interval", "2", "--task-store", store,
+             "--task-store-refresh", "1")  # fmt: skip
     prom = prometheus_factory(compose_prometheus_config({"demo": d.port}), rule_files=[short_rules(tmp_path)])
     targets = prom.wait_for(lambda: [t for t in prom.targets() if t["health"] == "up"], 15)
     assert [t["labels"]["job"] for t in targets] == [semconv.SCRAPE_JOB]

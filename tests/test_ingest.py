@@ -437,3 +437,26 @@ def test_a_bug_while_decoding_answers_500_and_the_service_stays_up(
     monkeypatch.undo()
     assert send(svc, execution())[0] == 200
     assert value(svc, "agent_ingest_requests_total", code="500") == 1
+
+
+def test_derived_executions_reach_the_task_store(ingest: Factory, tmp_path: Any) -> None:
+    """`agent-exporter ingest --task-store`: agents in other languages appear in the task list."""
+    from exporter.tasks.backend import Backend
+
+    url = f"sqlite:///{tmp_path}/tasks.db"
+    svc = ingest(task_store=url)
+    spans = execution(task_id="node-1") + execution(tool_error=True, task_id="node-2")
+    assert send(svc, spans)[0] == 200
+    assert svc.derive() == 2
+    assert svc.tasks is not None and svc.tasks.flush(10)
+    backend = Backend(url)
+    try:
+        got = {r["task_id"]: r for r in backend.fetch("SELECT * FROM agent_tasks")}
+    finally:
+        backend.close()
+    assert {t: (r["agent"], r["trigger"], r["status"], r["cause"]) for t, r in got.items()} == {
+        "node-1": ("billing", "webhook", "completed", None),
+        "node-2": ("billing", "webhook", "failed", "tool_error"),
+    }
+    assert got["node-1"]["input_tokens"] == 20 and got["node-1"]["steps_done"] == 2
+    assert value(svc, "agent_executions_finished_total", agent="billing", trigger="webhook", status="failed") == 1

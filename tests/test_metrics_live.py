@@ -17,6 +17,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -338,10 +339,12 @@ def _check_families(families: list[Any], fmt: str) -> list[str]:
 
 
 @pytest.fixture
-def live_library() -> int:
-    """The library configured with a real /metrics server on 127.0.0.1; returns its port."""
+def live_library(tmp_path: Path) -> int:
+    """The library configured with a real /metrics server on 127.0.0.1 and a task store (so its
+    waiting gauges are in the contract's scrape too); returns its port."""
     port = free_port()
     exporter.configure(
+        task_store=f"sqlite:///{tmp_path / 'tasks.db'}",
         service_name="metrics-live-test",
         metrics_port=port,
         metrics_addr="127.0.0.1",
@@ -366,6 +369,16 @@ def _workload_with_gauges() -> tuple[list[RunPlan], set[str], Any]:
 def test_scrape_has_every_contract_metric_with_its_name_type_and_labels(live_library: int) -> None:
     """Both parsers see every contract family with exactly its name, type and label names."""
     _, _, waiting = _workload_with_gauges()
+    try:
+        _contract_scrape(live_library)
+    finally:
+        waiting.end()  # a failed assertion must not leave the execution's context behind
+
+
+def _contract_scrape(live_library: int) -> None:
+    tasks = exporter._config.current().tasks  # type: ignore[union-attr]
+    assert tasks is not None
+    tasks.refresh_now()  # the store's waiting gauges, read now rather than in 15 s
     text = _scrape(live_library)
     openmetrics = _scrape(live_library, OPENMETRICS_ACCEPT)
     problems = _check_families(list(parse_text(text)), "text")
@@ -379,7 +392,6 @@ def test_scrape_has_every_contract_metric_with_its_name_type_and_labels(live_lib
         s.labels["reason"]: s.value for s in families["agent_exporter_dropped"].samples if s.name.endswith("_total")
     }
     assert dropped.get(sc.DropReason.INVALID_SCORE.value) == 1, dropped
-    waiting.end()
 
 
 def test_histograms_carry_trace_id_exemplars_in_openmetrics(live_library: int) -> None:

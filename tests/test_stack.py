@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -96,7 +97,9 @@ def test_compose_file_parses_with_docker_compose() -> None:
         [binary, "-f", str(COMPOSE), "--profile", "collector", "config", "--services"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     ).stdout.split()  # fmt: skip
-    assert set(services) == {"prometheus", "alertmanager", "grafana", "jaeger", "demo", "ingest", "otel-collector"}
+    assert set(services) == {
+        "prometheus", "alertmanager", "grafana", "jaeger", "demo", "ingest", "otel-collector", "postgres",
+    }  # fmt: skip
 
 
 def test_compose_project_name_comes_from_env_file() -> None:
@@ -126,7 +129,9 @@ def test_images_are_pinned_and_ports_bound_to_localhost() -> None:
     raw = yaml.safe_load(COMPOSE.read_text())
     for name, service in raw["services"].items():
         image = service["image"]
-        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: image {image!r} is not pinned"
+        # PostgreSQL's versions have two parts: 15.13 is a patch release of 15.
+        pinned = re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image) or re.fullmatch(r"postgres:\d+\.\d+", image)
+        assert pinned, f"{name}: image {image!r} is not pinned"
         for port in service.get("ports", []):
             assert port.startswith("${BIND_ADDR:-127.0.0.1}:"), f"{name}: port {port} is not bound to localhost"
         if name != "otel-collector":  # distroless image: no command to run a check with
@@ -275,7 +280,11 @@ def test_dockerfile_installs_the_package_the_way_the_readme_does() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     logical = re.sub(r"\\\n\s*", " ", dockerfile)
     runs = [line[4:] for line in logical.splitlines() if line.startswith("RUN ")]
-    assert _pip_install_args(runs) == _pip_install_args([main]) == [["."]]
+    # The same package, plus the PostgreSQL driver extra the stack's task store needs.
+    assert _pip_install_args([main]) == [["."]]
+    assert _pip_install_args(runs) == [[".[tasks-postgresql]"]]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "tasks-postgresql" in pyproject["project"]["optional-dependencies"]
     assert re.search(r"^FROM python:3\.1[12]-slim$", dockerfile, re.M)
     entry = json.loads(re.search(r"^ENTRYPOINT (.*)$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
     cmd = json.loads(re.search(r"^CMD (.*)$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
@@ -299,3 +308,37 @@ def test_collector_profile_forwards_to_jaeger() -> None:
     endpoints = {e["endpoint"] for e in config["exporters"].values()}
     assert endpoints == {"jaeger:4317"}
     assert "memory_limiter" in pipeline["processors"] and "batch" in pipeline["processors"]
+
+
+# --------------------------------------------------------------------------- the task store (issue 14)
+
+
+def test_demo_writes_its_task_store_to_the_postgres_service() -> None:
+    """The demo records every execution in the postgres service's database, password from the environment."""
+    services = compose()["services"]
+    pg, demo = services["postgres"], services["demo"]
+    assert pg["image"].startswith("postgres:15.")
+    env = pg["environment"]
+    store = _flag("demo", "task-store")
+    assert store == f"postgresql://{env['POSTGRES_USER']}@postgres:5432/{env['POSTGRES_DB']}"
+    assert ":" not in store.split("//", 1)[1].split("@", 1)[0]  # no password in the URL
+    assert demo["environment"]["PGPASSWORD"] == env["POSTGRES_PASSWORD"]
+    assert "postgres" in demo["depends_on"] and "postgres" in services["grafana"]["depends_on"]
+    assert any(v.startswith("postgres-data:/var/lib/postgresql/data") for v in pg["volumes"])
+    assert "pg_isready" in pg["healthcheck"]["test"]
+
+
+def test_grafana_reads_the_task_store_as_the_read_only_role() -> None:
+    """The provisioned PostgreSQL data source points at the postgres service's database, as the role
+    the init script creates, with the password both services get from the same variable."""
+    services = compose()["services"]
+    pg = services["postgres"]
+    sources = yaml.safe_load(host_path("grafana", "/etc/grafana/provisioning/datasources/datasources.yml").read_text())
+    ds = next(d for d in sources["datasources"] if d["uid"] == "agent-tasks")
+    assert ds["type"] == "grafana-postgresql-datasource"
+    assert ds["url"] == "postgres:5432" and ds["jsonData"]["database"] == pg["environment"]["POSTGRES_DB"]
+    assert ds["secureJsonData"]["password"] == "$TASKS_READER_PASSWORD"
+    assert services["grafana"]["environment"]["TASKS_READER_PASSWORD"] == pg["environment"]["TASKS_READER_PASSWORD"]
+    init = host_path("postgres", "/docker-entrypoint-initdb.d/10-tasks-reader.sh").read_text()
+    assert f"CREATE ROLE {ds['user']} LOGIN" in init and "GRANT SELECT" in init
+    assert not re.search(r"GRANT (INSERT|UPDATE|DELETE|ALL)", init)

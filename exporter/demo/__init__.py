@@ -4,7 +4,9 @@ Three agents (`invoice`, `support-email`, `daily-report`) run concurrently at `-
 per second, with tool calls to named integrations, evaluation scores, token usage, branch
 decisions, human approvals (in-process waits, and suspend/resume through a carrier), and failures
 of every cause at realistic rates. `--scenario` switches degrade one part on purpose so that a
-given alert fires. Simulated time runs `--speed` times faster than the clock.
+given alert fires. Simulated time runs `--speed` times faster than the clock. `--task-store URL`
+records every execution in a task store (the Tasks dashboard's database); suspended approvals the
+demo had not resumed when it stopped stay there, waiting.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import structlog
 
 import exporter
 
+from ..tasks.backend import redact_url
 from .agents import AGENTS, MIX, SCENARIOS, Sim, objectives, resume_invoice
 
 DEFAULT_PORT = 9464
@@ -47,6 +50,23 @@ def _positive(value: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return v
+
+
+def _ratio(value: str) -> float:
+    v = float(value)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return v
+
+
+def _run_id() -> str:
+    """A short id of this run (base 36 of the start time, in seconds), part of every task id."""
+    n, digits = int(time.time()), "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,6 +92,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="seconds of healthy traffic before the scenarios start (default 0)",
     )
+    p.add_argument("--task-store", default=None, metavar="URL",
+                   help="record every execution in a task store: sqlite:///path/tasks.db or "
+                        "postgresql://user@host:port/db (default: none)")  # fmt: skip
+    p.add_argument("--task-store-refresh", type=_positive, default=15.0,
+                   help="seconds between reads of the store's waiting gauges (default 15)")  # fmt: skip
+    p.add_argument("--sample-healthy", type=_ratio, default=1.0,
+                   help="keep this fraction of healthy executions' traces (default 1: all); failed, slow "
+                        "and flagged ones are always kept")  # fmt: skip
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same workload")
     p.add_argument("--max-concurrency", type=int, default=1000, help="executions in flight at most (default 1000)")
     p.add_argument("--progress-interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
@@ -240,6 +268,9 @@ def run(args: Any) -> int:
             span_exporter=span_exporter,
             objectives=objectives(args.speed),
             log_level=level,
+            sample_healthy=args.sample_healthy,
+            task_store=args.task_store,
+            task_store_refresh=args.task_store_refresh,
         )
     except ValueError as exc:
         log.error("cannot start", error=str(exc))
@@ -253,6 +284,7 @@ def run(args: Any) -> int:
         scenarios=frozenset(args.scenario),
         scenario_start=t0 + args.scenario_delay,
         clock=time.monotonic,
+        run_id=_run_id(),
     )
     work = Workload(args, sim)
     desk = ApprovalDesk(sim, work.spawn)
@@ -282,6 +314,8 @@ def run(args: Any) -> int:
         speed=args.speed,
         scenarios=",".join(args.scenario) or "none",
         seed=args.seed,
+        run_id=sim.run_id,
+        task_store=redact_url(args.task_store) if args.task_store else "off",
     )
 
     master = random.Random(args.seed)

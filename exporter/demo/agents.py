@@ -97,6 +97,12 @@ class Sim:
     scenario_start: float = 0.0  # time.monotonic() from which scenarios apply
     approvals: Any = None  # ApprovalDesk for suspended executions
     clock: Callable[[], float] = field(default=lambda: 0.0)
+    # Part of every task id: a restarted demo writing to the same task store must not reuse the
+    # ids of the executions (and parked approvals) an earlier run left there.
+    run_id: str = ""
+
+    def task_id(self, prefix: str, n: int) -> str:
+        return f"{prefix}-{self.run_id}-{n}" if self.run_id else f"{prefix}-{n}"
 
     def sleep(self, sim_seconds: float) -> None:
         """Wait `sim_seconds` of simulated time; raise Stopping when the demo stops meanwhile."""
@@ -172,7 +178,7 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
     """Extract, validate, route by amount (auto-approve or a human), update the CRM."""
     trigger = _pick(rng, {"email": 0.60, "webhook": 0.25, "api": 0.10, "manual": 0.05})
     vendor = rng.choice(VENDORS)
-    number = f"INV-{2026_000 + n}"
+    number = sim.task_id("INV", 2026_000 + n)
     amount = round(_lognormal(rng, 700.0, 1.0), 2)
     max_duration = sim.real(_OBJECTIVES[INVOICE]["max_runtime_seconds"] * _MAX_DURATION_FACTOR)
     with exporter.execution(
@@ -276,7 +282,7 @@ def support_email(sim: Sim, rng: random.Random, n: int) -> Any:
     trigger = _pick(rng, {"email": 0.82, "webhook": 0.13, "manual": 0.05})
     customer = rng.choice(CUSTOMERS)
     category = rng.choice(CATEGORIES)
-    task_id = f"SUP-{90_000 + n}"
+    task_id = sim.task_id("SUP", 90_000 + n)
     max_duration = sim.real(_OBJECTIVES[SUPPORT]["max_runtime_seconds"] * _MAX_DURATION_FACTOR)
     with exporter.execution(
         SUPPORT, trigger=trigger, task_id=task_id, description=f"Answer a {category} email from {customer}",
@@ -329,8 +335,9 @@ def daily_report(sim: Sim, rng: random.Random, n: int) -> Any:
     team = rng.choice(TEAMS)
     max_duration = sim.real(_OBJECTIVES[REPORT]["max_runtime_seconds"] * _MAX_DURATION_FACTOR)
     with exporter.execution(
-        REPORT, trigger=trigger, task_id=f"RPT-{n}", description=f"Daily {team} report", max_duration=max_duration
-    ) as run:
+        REPORT, trigger=trigger, task_id=sim.task_id("RPT", n), description=f"Daily {team} report",
+        max_duration=max_duration,
+    ) as run:  # fmt: skip
         try:
             failing = sim.active("failing-agent")
             with run.step("Query the Data Warehouse", tool="bigquery") as step:

@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-spans", type=int, default=d.max_spans, help="spans held in all (default %(default)s)")
     p.add_argument("--max-spans-per-trace", type=int, default=d.max_spans_per_trace,
                    help="spans held per trace (default %(default)s)")  # fmt: skip
+    p.add_argument("--task-store", default=None, metavar="URL",
+                   help="record every derived execution in a task store (sqlite:///path or postgresql://...)")
     p.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="warning", help="default %(default)s")
 
 
@@ -89,6 +91,7 @@ def settings_from(args: argparse.Namespace) -> IngestSettings:
         max_queue_bytes=args.max_queue_bytes,
         grace=args.grace,
         trace_timeout=args.trace_timeout,
+        task_store=args.task_store,
         max_traces=args.max_traces,
         max_spans=args.max_spans,
         max_spans_per_trace=args.max_spans_per_trace,

@@ -20,6 +20,8 @@ from ..metrics import Metrics, exemplar_of
 from ..recorder import Recorder
 from ..semconv import DropReason
 from ..spanmap import assemble
+from ..tasks.backend import StoreError, parse_url
+from ..tasks.sink import TaskSink
 from . import assembly
 from . import forward as fwd
 from .receiver import Outcome, Receiver, serve
@@ -74,8 +76,14 @@ class IngestSettings:
     max_spans: int = assembly.DEFAULT_MAX_SPANS
     max_spans_per_trace: int = assembly.DEFAULT_MAX_SPANS_PER_TRACE
     sweep_interval: float = 0.2
+    task_store: str | None = None  # the task list: every derived execution in this store (docs/tasks.md)
 
     def __post_init__(self) -> None:
+        if self.task_store is not None:
+            try:
+                parse_url(self.task_store)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
         for name in ("port", "metrics_port", "grpc_port"):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 65535:
@@ -107,6 +115,8 @@ class IngestService:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry, warnings=RateLimitedWarnings(min_level=log_level))
         self.recorder = Recorder(self.metrics, get_logger(), log_level)
+        self.tasks = TaskSink(s.task_store, self.metrics) if s.task_store else None
+        self.recorder.tasks = self.tasks
         self.assembler = assembly.Assembler(
             grace=s.grace, timeout=s.trace_timeout, max_traces=s.max_traces, max_spans=s.max_spans,
             max_spans_per_trace=s.max_spans_per_trace,
@@ -206,6 +216,8 @@ class IngestService:
         self.derive(everything=True)
         if self.forwarder is not None:
             self.forwarder.close(timeout)
+        if self.tasks is not None:
+            self.tasks.close(timeout)
 
     def __enter__(self) -> IngestService:
         return self.start()

@@ -1,0 +1,217 @@
+"""The two databases behind one small interface: connect (creating / migrating the schema),
+write a batch of row changes in one transaction, read the waiting summary, purge, query.
+
+SQLite (the standard library's driver; WAL mode so several processes on one host share a file)
+and PostgreSQL (psycopg 3, the `tasks-postgresql` extra). Every call may raise the driver's
+errors: the caller (the writer thread, the CLI) decides what a failure means.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .schema import ADVISORY_LOCK, SCHEMA_VERSION, TABLE, VERSION_TABLE, Dialect, migrations, upsert
+
+CONNECT_TIMEOUT = 5.0  # seconds: a dead server must not hold the writer for long
+STATEMENT_TIMEOUT_MS = 10_000
+
+
+class StoreError(Exception):
+    """The store URL is unusable (scheme, path, missing driver)."""
+
+
+def parse_url(url: str) -> tuple[Dialect, str]:
+    """`sqlite:///path/tasks.db` (or `sqlite:////abs/path`) or `postgresql://user@host:port/db`."""
+    if not isinstance(url, str):
+        raise StoreError(f"task_store must be a URL string, got {type(url).__name__}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise StoreError(
+                f"task_store {url!r}: a SQLite URL is sqlite:///relative/path.db or sqlite:////abs/path.db"
+            )
+        return "sqlite", path
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.hostname and "host=" not in parts.query:
+            raise StoreError(f"task_store {url!r}: a PostgreSQL URL needs a host (postgresql://user@host:port/db)")
+        return "postgresql", url
+    raise StoreError(f"task_store {url!r}: the scheme must be sqlite:/// or postgresql://")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class Backend:
+    """One connection to the store, opened on first use and reopened after a failure."""
+
+    def __init__(self, url: str) -> None:
+        self.dialect, self._target = parse_url(url)
+        self.url = url
+        self._conn: Any = None
+        self._upsert = upsert(self.dialect)
+        if self.dialect == "postgresql":
+            try:
+                import psycopg  # noqa: F401
+            except ImportError as exc:
+                raise StoreError(
+                    "task_store postgresql:// needs psycopg 3: pip install 'agent-exporter[tasks-postgresql]'"
+                ) from exc
+
+    # ------------------------------------------------------------------ connection
+
+    def connect(self) -> Any:
+        if self._conn is not None:
+            return self._conn
+        conn: Any
+        if self.dialect == "sqlite":
+            os.makedirs(os.path.dirname(os.path.abspath(self._target)), exist_ok=True)
+            conn = sqlite3.connect(self._target, timeout=CONNECT_TIMEOUT, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            import psycopg
+
+            conn = psycopg.connect(
+                self._target,
+                connect_timeout=int(CONNECT_TIMEOUT),
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                application_name="agent-exporter",
+            )
+        try:
+            self._migrate(conn)
+        except Exception:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001, S110 - closing a broken connection may fail too
+                pass
+
+    def forget(self) -> None:
+        """Drop the connection without closing it: after a fork it belongs to the parent."""
+        self._conn = None
+
+    def _migrate(self, conn: Any) -> None:
+        """Create or bring the schema to SCHEMA_VERSION, once, whoever gets the lock first."""
+        with self._transaction(conn) as cur:
+            if self.dialect == "postgresql":
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
+            cur.execute(f"SELECT max(version) FROM {VERSION_TABLE}")
+            row = cur.fetchone()
+            have = int(row[0]) if row and row[0] is not None else 0
+            if have > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the task store's schema is version {have}, newer than this library's {SCHEMA_VERSION}: upgrade"
+                )
+            for version, statements in sorted(migrations(self.dialect).items()):
+                if version <= have:
+                    continue
+                for statement in statements:
+                    cur.execute(statement)
+                cur.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ({self._ph()})", (version,))
+
+    def _ph(self) -> str:
+        return "?" if self.dialect == "sqlite" else "%s"
+
+    class _Tx:
+        def __init__(self, backend: Backend, conn: Any) -> None:
+            self.b, self.conn = backend, conn
+
+        def __enter__(self) -> Any:
+            self.cur = self.conn.cursor()
+            if self.b.dialect == "sqlite":
+                self.cur.execute("BEGIN IMMEDIATE")
+            return self.cur
+
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            try:
+                if self.b.dialect == "sqlite":
+                    self.cur.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                elif exc_type is None:
+                    self.conn.commit()
+                else:
+                    self.conn.rollback()
+            finally:
+                self.cur.close()
+
+    def _transaction(self, conn: Any) -> Backend._Tx:
+        return Backend._Tx(self, conn)
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Apply the row changes in one transaction (all or none)."""
+        conn = self.connect()
+        try:
+            with self._transaction(conn) as cur:
+                cur.executemany(self._upsert, rows)
+        except Exception:
+            self.close()  # reconnect next time: the server may have gone away
+            raise
+
+    def purge(self, before: float) -> int:
+        """Delete executions that ended, or were last heard of running, before `before`.
+
+        Waiting ones stay (parked approvals are work still to do: cancel them to close them).
+        """
+        conn = self.connect()
+        p = self._ph()
+        try:
+            with self._transaction(conn) as cur:
+                cur.execute(
+                    f"DELETE FROM {TABLE} WHERE (ended_at IS NOT NULL AND ended_at < {p})"
+                    f" OR (status = 'in_progress' AND state_at < {p})",
+                    (before, before),
+                )
+                return int(cur.rowcount or 0)
+        except Exception:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ reads
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a query (`?` placeholders, turned into the dialect's), as dicts."""
+        conn = self.connect()
+        if self.dialect == "postgresql":
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql, tuple(params))
+                names = [d[0] for d in cur.description or ()]
+                rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            finally:
+                cur.close()
+            if self.dialect == "postgresql":
+                conn.rollback()  # end the read transaction: no snapshot held open
+            return rows
+        except Exception:
+            self.close()
+            raise
+
+    def waiting(self) -> list[tuple[str, str, int, float]]:
+        """(agent, reason, how many, oldest waiting_since) for every agent and reason waiting now."""
+        rows = self.fetch(
+            f"SELECT agent, waiting_reason AS reason, count(*) AS n, min(waiting_since) AS oldest"
+            f" FROM {TABLE} WHERE status = 'pending' GROUP BY agent, waiting_reason"
+        )
+        return [(r["agent"], r["reason"] or "", int(r["n"]), float(r["oldest"] or 0.0)) for r in rows]

@@ -1,0 +1,105 @@
+"""`agent-exporter tasks`: the task list from the store, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .backend import Backend, StoreError, redact_url
+from .query import Filters, columns_for_table, list_tasks, parse_since
+
+STATUSES = ("in_progress", "pending", "completed", "failed", "cancelled")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        default=os.environ.get("AGENT_EXPORTER_TASK_STORE"),
+        help="the task store URL, as given to configure(task_store=...): sqlite:///path/tasks.db or "
+        "postgresql://user@host:port/db (default: $AGENT_EXPORTER_TASK_STORE)",
+    )
+    p.add_argument("--agent", help="only this agent")
+    p.add_argument("--status", choices=STATUSES, help="only this status (pending: waiting, e.g. for approval)")
+    p.add_argument("--trigger", help="only this trigger (email, webhook, manual, timer, ...)")
+    p.add_argument("--since", help="started since: a duration (30m, 6h, 7d) or an ISO date/time (UTC)")
+    p.add_argument("--search", help="text in the task id or the description (case-insensitive)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many rows, newest first (default 100)")
+    p.add_argument("--json", action="store_true", help="print one JSON array of rows")
+    p.add_argument(
+        "--cancel",
+        metavar="TASK_ID",
+        help="close an execution left waiting (its carrier lost): it becomes cancelled in the store "
+        "(counted in this command's process only: prefer exporter.cancel_task() in the agent)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.store:
+        print("agent-exporter tasks: --store URL (or AGENT_EXPORTER_TASK_STORE) is required", file=sys.stderr)
+        return 2
+    if args.cancel:
+        return _cancel(args.store, args.cancel)
+    try:
+        filters = Filters(
+            agent=args.agent,
+            status=args.status,
+            trigger=args.trigger,
+            since=parse_since(args.since) if args.since else None,
+            search=args.search,
+            limit=args.limit,
+        )
+        backend = Backend(args.store)
+        try:
+            rows = list_tasks(backend, filters)
+        finally:
+            backend.close()
+    except (StoreError, ValueError) as exc:
+        print(f"agent-exporter tasks: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a driver error: say which store, not a traceback
+        print(f"agent-exporter tasks: cannot read {redact_url(args.store)}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.json:
+            json.dump(rows, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            _table(rows)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - interpreter exit must not flush into the closed pipe
+    return 0
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no executions match")
+        return
+    cols = columns_for_table(rows)
+    widths = [max(len(h), *(len(c) for c in cells)) for h, cells in cols]
+    print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)).rstrip())
+    for i in range(len(rows)):
+        print("  ".join(cells[i].ljust(w) for (_, cells), w in zip(cols, widths, strict=True)).rstrip())
+
+
+def _cancel(store: str, task_id: str) -> int:
+    import exporter
+
+    try:
+        exporter.configure("agent-exporter-tasks", metrics_port=None, tracing=False, task_store=store, log_level="off")
+    except ValueError as exc:
+        print(f"agent-exporter tasks: {exc}", file=sys.stderr)
+        return 2
+    try:
+        closed = exporter.cancel_task(task_id)
+        written = exporter.flush(10.0)
+    finally:
+        exporter.shutdown()
+    if not closed:
+        print(f"agent-exporter tasks: {task_id} is not waiting in {redact_url(store)}", file=sys.stderr)
+        return 1
+    print(f"cancelled {task_id}" + ("" if written else " (the store did not confirm the write)"))
+    return 0 if written else 1

@@ -1,0 +1,159 @@
+"""Events -> one row change per execution: what a batch of events does to the task table.
+
+A `Delta` is the change a batch makes to one execution's row: counts to add, and the newest
+state (by event time). Deltas merge (counts add, the newer state wins), so a batch the database
+refused can be kept and merged with the next one: nothing is lost while the store is briefly down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .. import semconv as sc
+from ..events import (
+    EvaluationRecorded,
+    Event,
+    ExecutionFinished,
+    ExecutionResumed,
+    ExecutionRunning,
+    ExecutionStarted,
+    ExecutionSuspended,
+    ExecutionWaiting,
+    StepFinished,
+    StepStarted,
+    TokensUsed,
+)
+from .schema import ADDED
+
+IN_PROGRESS = sc.ExecutionStatus.IN_PROGRESS.value
+PENDING = sc.ExecutionStatus.PENDING.value
+
+
+@dataclass(slots=True)
+class Delta:
+    """The change to one execution's row (column names as in `schema.COLUMNS`)."""
+
+    task_id: str
+    agent: str
+    trigger: str
+    version: str | None = None
+    description: str | None = None
+    status: str = IN_PROGRESS
+    cause: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    state_at: float = 0.0  # 0: no state change in this batch (the row keeps its own)
+    ended_at: float | None = None
+    runtime_seconds: float | None = None
+    waiting_reason: str | None = None
+    waiting_since: float | None = None
+    steps_done: int = 0
+    current_step: str | None = None
+    score: float | None = None
+    score_sum: float = 0.0
+    score_n: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    trace_id: str | None = None
+    span_id: str | None = None
+    trace_kept: bool | None = None
+
+    def state(self, at: float, status: str, **kw: Any) -> None:
+        """Take a state seen at `at` if it is the newest so far (the fields it does not name are cleared)."""
+        if at < self.state_at:
+            return
+        self.state_at = at
+        self.status = status
+        self.cause = kw.get("cause")
+        self.error = kw.get("error")
+        self.ended_at = kw.get("ended_at")
+        self.runtime_seconds = kw.get("runtime_seconds")
+        self.waiting_reason = kw.get("waiting_reason")
+        self.waiting_since = kw.get("waiting_since")
+        self.score = kw.get("score")
+        self.trace_kept = kw.get("trace_kept")
+
+    def merge(self, later: Delta) -> None:
+        """Fold a later batch's change for the same execution into this one."""
+        for name in _ADDED:
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        if later.state_at >= self.state_at and later.state_at > 0:
+            for name in _STATE:
+                setattr(self, name, getattr(later, name))
+        for name in _FIRST:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(later, name))
+        if later.current_step is not None:
+            self.current_step = later.current_step
+        if later.trace_id is not None:
+            self.trace_id = later.trace_id
+        if later.started_at is not None and (self.started_at is None or later.started_at < self.started_at):
+            self.started_at = later.started_at
+
+    def row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+_ADDED = ADDED
+_STATE = (
+    "status", "cause", "error", "ended_at", "runtime_seconds", "waiting_reason", "waiting_since",
+    "score", "trace_kept", "state_at",
+)  # fmt: skip
+_FIRST = ("version", "description", "span_id")
+
+
+def fold(batch: list[tuple[float, Event]], into: dict[str, Delta]) -> None:
+    """Apply `(time, event)` pairs, in order, to the per-execution deltas in `into`."""
+    for at, event in batch:
+        ref = event.ref
+        d = into.get(ref.task_id)
+        if d is None:
+            d = into[ref.task_id] = Delta(ref.task_id, ref.agent, ref.trigger, ref.version, started_at=at)
+        elif d.started_at is None or at < d.started_at:
+            d.started_at = at
+        if ref.trace_id is not None:
+            d.trace_id = ref.trace_id
+            if d.span_id is None:
+                d.span_id = ref.span_id
+        if d.version is None:
+            d.version = ref.version
+        _apply(d, at, event)
+
+
+def _apply(d: Delta, at: float, e: Event) -> None:
+    if isinstance(e, StepFinished):
+        d.steps_done += 1
+    elif isinstance(e, StepStarted):
+        d.current_step = e.step
+    elif isinstance(e, TokensUsed):
+        d.input_tokens += e.input
+        d.output_tokens += e.output
+    elif isinstance(e, EvaluationRecorded):
+        if e.score is not None:
+            d.score_sum += e.score
+            d.score_n += 1
+    elif isinstance(e, ExecutionStarted):
+        if e.description is not None:
+            d.description = e.description
+    elif isinstance(e, ExecutionRunning):
+        if e.running:
+            d.state(at, IN_PROGRESS)
+    elif isinstance(e, ExecutionWaiting):
+        d.state(at, PENDING, waiting_reason=e.reason, waiting_since=e.since)
+    elif isinstance(e, ExecutionSuspended):
+        since = e.since if e.since is not None else at
+        d.state(at, PENDING, waiting_reason=e.reason, waiting_since=since, trace_kept=e.trace_kept)
+    elif isinstance(e, ExecutionResumed):
+        pass  # the ExecutionRunning that follows sets the state
+    elif isinstance(e, ExecutionFinished):
+        d.state(
+            at,
+            e.status,
+            cause=e.cause,
+            error=e.error,
+            ended_at=at,
+            runtime_seconds=e.runtime,
+            score=e.score,
+            trace_kept=e.trace_kept,
+        )

@@ -1,0 +1,169 @@
+"""Reading the task list back: filters, rows as JSON-ready dicts, closing abandoned waits.
+
+Used by `agent-exporter tasks` and by `exporter.cancel_task()`. The trace rule holds here too:
+a row carries its `trace_id` only when the trace was kept; otherwise `trace` says why not.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..carrier import CARRIER_VERSION
+from .backend import Backend
+from .schema import TABLE
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """`30m`, `6h`, `7d` (ago) or an ISO date/time (UTC unless it says) -> unix time."""
+    now = time.time() if now is None else now
+    m = _DURATION.match(value.strip())
+    if m:
+        return now - float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        want = "a duration like 30m, 6h, 7d or an ISO date like 2026-11-30T08:00"
+        raise ValueError(f"--since {value!r}: {want}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+@dataclass(frozen=True)
+class Filters:
+    agent: str | None = None
+    status: str | None = None
+    trigger: str | None = None
+    since: float | None = None
+    search: str | None = None  # text in the task id or the description (case-insensitive)
+    limit: int = 100
+
+
+def list_tasks(backend: Backend, f: Filters) -> list[dict[str, Any]]:
+    """The newest executions matching `f`, newest first."""
+    where, params = [], []
+    for column in ("agent", "status", "trigger"):
+        value = getattr(f, column)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.since is not None:
+        where.append("started_at >= ?")
+        params.append(f.since)
+    if f.search:
+        like = "ILIKE" if backend.dialect == "postgresql" else "LIKE"  # SQLite's LIKE ignores ASCII case
+        where.append(f"(task_id {like} ? OR description {like} ?)")
+        pattern = f"%{f.search}%"
+        params += [pattern, pattern]
+    sql = f"SELECT * FROM {TABLE}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_at DESC LIMIT ?"
+    params.append(max(1, int(f.limit)))
+    now = time.time()
+    return [present(r, now) for r in backend.fetch(sql, params)]
+
+
+def get_task(backend: Backend, task_id: str) -> dict[str, Any] | None:
+    rows = backend.fetch(f"SELECT * FROM {TABLE} WHERE task_id = ?", [task_id])
+    return rows[0] if rows else None
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """A stored row as the list shows it (times in ISO 8601 UTC, the trace only when kept)."""
+    kept = r["trace_kept"]
+    if r["trace_id"] is None:
+        trace = "none"
+    elif kept is None:  # running; or recorded from another tool's spans, whose export we do not see
+        trace = "not decided yet (running)" if r["ended_at"] is None else "unknown (exported by another tool)"
+    else:
+        trace = "kept" if kept else "not kept (sampled out)"
+    n = r["score_n"]
+    score = r["score"] if r["score"] is not None else (r["score_sum"] / n if n else None)
+    waiting = r["status"] == "pending" and r["waiting_since"] is not None
+    return {
+        "task_id": r["task_id"],
+        "agent": r["agent"],
+        "trigger": r["trigger"],
+        "version": r["version"],
+        "status": r["status"],
+        "cause": r["cause"],
+        "description": r["description"],
+        "started_at": _iso(r["started_at"]),
+        "ended_at": _iso(r["ended_at"]),
+        "runtime_seconds": r["runtime_seconds"],
+        "current_step": r["current_step"] if r["status"] == "in_progress" else None,
+        "steps_done": r["steps_done"],
+        "waiting_reason": r["waiting_reason"] if waiting else None,
+        "waiting_seconds": round(now - r["waiting_since"], 3) if waiting else None,
+        "score": score,
+        "input_tokens": r["input_tokens"],
+        "output_tokens": r["output_tokens"],
+        "trace_id": r["trace_id"] if kept else None,
+        "trace": trace,
+        "error": r["error"],
+    }
+
+
+def carrier_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A carrier for a waiting execution known only by its row (the original carrier was lost)."""
+    carrier: dict[str, Any] = {
+        "v": CARRIER_VERSION,
+        "agent": row["agent"],
+        "trigger": row["trigger"],
+        "task_id": row["task_id"],
+        "reason": row["waiting_reason"] or "approval",
+        "suspended_at": float(row["waiting_since"] or time.time()),
+        "active": 0.0,
+        "steps": int(row["steps_done"]),
+        "started": True,
+        "score_sum": float(row["score_sum"]),
+        "score_n": int(row["score_n"]),
+        "tokens_in": 0,
+        "tokens_out": 0,
+    }
+    if row["trace_id"] and row["span_id"]:
+        carrier["traceparent"] = f"00-{row['trace_id']}-{row['span_id']}-01"
+    else:  # no trace was made: the closing part starts one of its own
+        carrier["traceparent"] = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    if row["description"] is not None:
+        carrier["description"] = row["description"]
+    return carrier
+
+
+def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The CLI's table: a few columns, each as (header, cells)."""
+    picks = [
+        ("TASK ID", "task_id"), ("AGENT", "agent"), ("TRIGGER", "trigger"), ("STATUS", "status"),
+        ("CAUSE", "cause"), ("STARTED (UTC)", "started_at"), ("RUNTIME s", "runtime_seconds"),
+        ("STEP / WAITING", "current_step"), ("SCORE", "score"), ("TRACE", "trace_id"),
+    ]  # fmt: skip
+    out = []
+    for header, key in picks:
+        cells = []
+        for r in rows:
+            v: Any = r.get(key)
+            if key == "current_step" and r["status"] == "pending":
+                v = f"{r['waiting_reason']} for {r['waiting_seconds']:.0f}s"
+            elif key == "trace_id" and v is None:
+                v = r["trace"]
+            elif key == "started_at" and v:
+                v = v[:19].replace("T", " ")
+            elif isinstance(v, float):
+                v = f"{v:.3f}" if key != "score" else f"{v:.2f}"
+            cells.append("" if v is None else str(v))
+        out.append((header, cells))
+    return out

@@ -1,0 +1,115 @@
+"""The task table, its indexes and migrations, in the two dialects (SQLite, PostgreSQL).
+
+One row per execution, keyed by task id. Times are unix seconds (float) in both dialects so one
+writer serves both; dashboards turn them into timestamps (`to_timestamp`). The schema is
+versioned in `agent_exporter_schema`: the library creates and migrates it, under a lock (SQLite's
+write lock, a PostgreSQL advisory lock) so several processes starting together agree.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Dialect = Literal["sqlite", "postgresql"]
+
+TABLE: Final = "agent_tasks"
+VERSION_TABLE: Final = "agent_exporter_schema"
+SCHEMA_VERSION: Final = 1
+# A constant key for pg_advisory_xact_lock: "agentexp" as an int.
+ADVISORY_LOCK: Final = 0x6167656E74657870 & 0x7FFFFFFFFFFFFFFF
+
+# Column -> (SQLite type, PostgreSQL type). Order is the insert order.
+COLUMNS: Final[dict[str, tuple[str, str]]] = {
+    "task_id": ("TEXT PRIMARY KEY", "TEXT PRIMARY KEY"),
+    "agent": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "trigger": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "version": ("TEXT", "TEXT"),
+    "description": ("TEXT", "TEXT"),
+    # in_progress, pending (waiting), completed, failed, cancelled
+    "status": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "cause": ("TEXT", "TEXT"),
+    "error": ("TEXT", "TEXT"),
+    "started_at": ("REAL", "DOUBLE PRECISION"),  # the first event seen of this execution
+    "state_at": ("REAL NOT NULL", "DOUBLE PRECISION NOT NULL"),  # time of the state the row shows
+    "ended_at": ("REAL", "DOUBLE PRECISION"),
+    "runtime_seconds": ("REAL", "DOUBLE PRECISION"),  # active time, pending excluded (when ended)
+    "waiting_reason": ("TEXT", "TEXT"),  # queued / approval, while pending
+    "waiting_since": ("REAL", "DOUBLE PRECISION"),
+    "steps_done": ("INTEGER NOT NULL DEFAULT 0", "INTEGER NOT NULL DEFAULT 0"),
+    "current_step": ("TEXT", "TEXT"),  # the step last started
+    "score": ("REAL", "DOUBLE PRECISION"),  # mean evaluation score of the whole execution, when ended
+    "score_sum": ("REAL NOT NULL DEFAULT 0", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+    "score_n": ("INTEGER NOT NULL DEFAULT 0", "INTEGER NOT NULL DEFAULT 0"),
+    "input_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+    "output_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+    "trace_id": ("TEXT", "TEXT"),
+    "span_id": ("TEXT", "TEXT"),
+    # 1/true: the trace was exported; 0/false: sampling (or the head sampler) dropped it;
+    # NULL: not decided yet (running) or no trace. Only kept traces are linked.
+    "trace_kept": ("INTEGER", "BOOLEAN"),
+}
+
+# The dashboard's and the CLI's queries, and the waiting gauges, use these.
+INDEXES: Final = (
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_started ON {TABLE} (started_at)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_agent_started ON {TABLE} (agent, started_at)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_status_started ON {TABLE} (status, started_at)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_waiting ON {TABLE} (agent, waiting_reason, waiting_since)"
+    " WHERE status = 'pending'",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_running ON {TABLE} (agent, started_at) WHERE status = 'in_progress'",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_ended ON {TABLE} (ended_at) WHERE ended_at IS NOT NULL",
+)
+
+
+# Counts each process adds to, whatever order they write in.
+ADDED: Final = ("steps_done", "score_sum", "score_n", "input_tokens", "output_tokens")
+
+
+def create_table(dialect: Dialect) -> str:
+    i = 0 if dialect == "sqlite" else 1
+    cols = ",\n  ".join(f"{name} {types[i]}" for name, types in COLUMNS.items())
+    return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {cols}\n)"
+
+
+# version -> the statements that bring the schema from version-1 to it.
+def migrations(dialect: Dialect) -> dict[int, list[str]]:
+    return {1: [create_table(dialect), *INDEXES]}
+
+
+def placeholder(dialect: Dialect, name: str) -> str:
+    return f":{name}" if dialect == "sqlite" else f"%({name})s"
+
+
+def upsert(dialect: Dialect) -> str:
+    """One statement per execution's batched change.
+
+    - counts (steps, tokens, scores) add up whatever order processes write in;
+    - the state (status, waiting, end, cause, trace decision) is the newest one by event time:
+      a process that suspended and one that resumed may write in either order;
+    - `started_at` is the earliest event seen; agent, trigger, version, description and trace
+      ids keep the first value written unless it was empty.
+    """
+    ph = {c: placeholder(dialect, c) for c in COLUMNS}
+    least = "min" if dialect == "sqlite" else "LEAST"
+    t = TABLE
+    newer = f"excluded.state_at >= {t}.state_at"
+    state_cols = (
+        "status", "cause", "error", "ended_at", "runtime_seconds", "waiting_reason", "waiting_since",
+        "score", "trace_kept",
+    )  # fmt: skip
+    sets = [
+        f"version = COALESCE({t}.version, excluded.version)",
+        f"description = COALESCE({t}.description, excluded.description)",
+        f"trace_id = COALESCE(excluded.trace_id, {t}.trace_id)",
+        f"span_id = COALESCE({t}.span_id, excluded.span_id)",
+        f"started_at = {least}(COALESCE({t}.started_at, excluded.started_at), "
+        f"COALESCE(excluded.started_at, {t}.started_at))",
+        *(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {t}.{c} END" for c in state_cols),
+        f"state_at = CASE WHEN {newer} THEN excluded.state_at ELSE {t}.state_at END",
+        f"current_step = COALESCE(excluded.current_step, {t}.current_step)",
+        *(f"{c} = {t}.{c} + excluded.{c}" for c in ADDED),
+    ]
+    return (
+        f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES ({', '.join(ph.values())})\n"
+        f"ON CONFLICT (task_id) DO UPDATE SET\n  " + ",\n  ".join(sets)
+    )

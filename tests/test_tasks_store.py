@@ -1,0 +1,324 @@
+"""The task store (issue 14): rows, states across processes, counts equal to the metrics.
+
+Each scenario runs against SQLite (a file shared by processes) and a real PostgreSQL server
+(tests/postgres.py): the same writer, the same SQL, two dialects.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import exporter
+from exporter.tasks.backend import Backend
+from exporter.tasks.fold import Delta, fold
+from exporter.tasks.query import Filters, list_tasks, parse_since
+from exporter.testing import metric_value
+from tests import tasks_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Backend]:
+    backend = Backend(store_url)
+    yield backend
+    backend.close()
+
+
+def configure(url: str, **kw: Any) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    exporter.configure("t", metrics_port=None, registry=registry, task_store=url, task_store_refresh=0.1, **kw)
+    return registry
+
+
+def park(agent: str, trigger: str = "email", **kw: Any) -> dict[str, Any]:
+    """Start an execution and suspend it for approval; `end()` leaves its context (as `with` would)."""
+    run = exporter.start_execution(agent, trigger, **kw)
+    carrier = run.suspend("approval")
+    run.end()
+    return carrier
+
+
+def rows(backend: Backend, **where: str) -> list[dict[str, Any]]:
+    clause = " AND ".join(f"{k} = ?" for k in where)
+    sql = "SELECT * FROM agent_tasks" + (f" WHERE {clause}" if where else "") + " ORDER BY task_id"
+    return backend.fetch(sql, list(where.values()))
+
+
+# --------------------------------------------------------------------------------------------
+# one process
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_row_holds_what_the_task_list_shows(store_url: str, store: Backend) -> None:
+    registry = configure(store_url, tracing=False)
+    with exporter.execution(
+        "invoice", "email", task_id="T-1", description="Invoice 42 from ACME, token sk-abcdefghijklmnopqrstuvwxyz123456"
+    ) as run:
+        with run.step("extract") as step:
+            step.evaluate("accuracy", 0.9)
+            step.record_usage(100, 20)
+        with run.step("validate") as step:
+            step.evaluate("format", 0.7)
+            step.record_usage(10, 2)
+        run.fail("validation_failure", "the total does not add up")
+    assert exporter.flush(10)
+    (row,) = rows(store)
+    assert row["task_id"] == "T-1" and row["agent"] == "invoice" and row["trigger"] == "email"
+    assert row["status"] == "failed" and row["cause"] == "validation_failure"
+    assert row["error"] == "the total does not add up"
+    assert row["steps_done"] == 2 and row["current_step"] == "validate"
+    assert row["input_tokens"] == 110 and row["output_tokens"] == 22
+    assert row["score"] == pytest.approx(0.8) and row["score_n"] == 2
+    assert row["runtime_seconds"] > 0 and row["ended_at"] >= row["started_at"]
+    assert "sk-abcdefghijklmnopqrstuvwxyz123456" not in row["description"]  # masked like captured content
+    assert row["description"].startswith("Invoice 42 from ACME")
+    assert row["waiting_reason"] is None and row["waiting_since"] is None
+    assert (
+        metric_value(registry, "agent_executions_finished_total", agent="invoice", trigger="email", status="failed")
+        == 1
+    )
+
+
+def test_running_shows_the_current_step_and_waiting_shows_since_when(store_url: str, store: Backend) -> None:
+    configure(store_url, tracing=False)
+    run = exporter.start_execution("support", "webhook", task_id="R-1")
+    step = run.step("classify").__enter__()
+    queued = exporter.start_execution("support", "timer", task_id="Q-1", pending="queued")
+    before = time.time()
+    carrier = park("support", task_id="P-1")
+    assert exporter.flush(10)
+    by_id = {r["task_id"]: r for r in rows(store)}
+    assert by_id["R-1"]["status"] == "in_progress" and by_id["R-1"]["current_step"] == "classify"
+    assert by_id["Q-1"]["status"] == "pending" and by_id["Q-1"]["waiting_reason"] == "queued"
+    assert by_id["P-1"]["status"] == "pending" and by_id["P-1"]["waiting_reason"] == "approval"
+    assert by_id["P-1"]["waiting_since"] == carrier["suspended_at"] >= before
+    queued.start()  # ended in the reverse order of entering: each restores the context it found
+    queued.end()
+    step.__exit__(None, None, None)
+    run.end()
+    assert exporter.flush(10)
+    by_id = {r["task_id"]: r for r in rows(store)}
+    assert by_id["R-1"]["status"] == "completed" and by_id["Q-1"]["status"] == "completed"
+    assert by_id["P-1"]["status"] == "pending"
+
+
+def test_waiting_gauges_come_from_the_store(store_url: str) -> None:
+    """A parked approval that no process of this one's holds is in its waiting gauges."""
+    registry = configure(store_url, tracing=False)
+    carriers = [park("hitl") for _ in range(3)]
+    exporter.current_execution()  # nothing running here any more
+    state = exporter._config.current()
+    assert state is not None and state.tasks is not None
+    state.tasks.refresh_now()
+    assert metric_value(registry, "agent_tasks_waiting", agent="hitl", reason="approval") == 3
+    oldest = metric_value(registry, "agent_tasks_waiting_oldest_timestamp_seconds", agent="hitl", reason="approval")
+    assert oldest == min(c["suspended_at"] for c in carriers)
+    # the in-process gauges no longer see them: they left this process
+    assert metric_value(registry, "agent_executions_pending", agent="hitl", reason="approval") == 0
+    for c in carriers:
+        with exporter.resume_execution(c):
+            pass
+    state.tasks.refresh_now()
+    assert metric_value(registry, "agent_tasks_waiting", agent="hitl", reason="approval") == 0
+    assert metric_value(registry, "agent_tasks_waiting_oldest_timestamp_seconds", agent="hitl", reason="approval") == 0
+
+
+def test_cancel_task_closes_an_abandoned_wait_by_task_id_or_carrier(store_url: str, store: Backend) -> None:
+    registry = configure(store_url, tracing=False)
+    park("hitl", task_id="lost-carrier")
+    kept = park("hitl", task_id="kept-carrier")
+    assert exporter.flush(10)
+    assert exporter.cancel_task("lost-carrier")
+    assert exporter.cancel_task(kept)
+    assert not exporter.cancel_task("lost-carrier")  # not waiting any more
+    assert not exporter.cancel_task("never-existed")
+    assert exporter.flush(10)
+    assert {r["task_id"]: r["status"] for r in rows(store)} == {
+        "lost-carrier": "cancelled",
+        "kept-carrier": "cancelled",
+    }
+    assert (
+        metric_value(registry, "agent_executions_finished_total", agent="hitl", trigger="email", status="cancelled")
+        == 2
+    )
+
+
+def test_a_trace_is_listed_only_when_it_was_kept(store_url: str, store: Backend) -> None:
+    """sample_healthy=0: healthy traces are dropped, failed ones kept; the list links only the kept."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    configure(store_url, span_exporter=spans, sample_healthy=0.0)
+    with exporter.execution("s", "email", task_id="healthy"):
+        pass
+    with exporter.execution("s", "email", task_id="broken") as run:
+        run.fail("tool_error")
+    assert exporter.flush(10)
+    exported = {s.context.trace_id for s in spans.get_finished_spans()}
+    listed = {r["task_id"]: r for r in list_tasks(store, Filters())}
+    assert listed["healthy"]["trace_id"] is None and listed["healthy"]["trace"] == "not kept (sampled out)"
+    assert listed["broken"]["trace"] == "kept"
+    assert int(listed["broken"]["trace_id"], 16) in exported
+    raw = {r["task_id"]: r for r in rows(store)}
+    assert int(raw["healthy"]["trace_id"], 16) not in exported  # stored for logs, never linked
+
+
+def test_cli_lists_filters_and_prints_json(store_url: str) -> None:
+    configure(store_url, tracing=False)
+    for i, (agent, trigger) in enumerate([("a", "email"), ("a", "webhook"), ("b", "email")]):
+        with exporter.execution(agent, trigger, task_id=f"id-{i}", description=f"Refund for order {i}") as run:
+            if i == 1:
+                run.fail("timeout")
+    park("b", "manual", task_id="waiting-1")
+    assert exporter.flush(10)
+
+    def cli(*args: str) -> list[dict[str, Any]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "exporter.cli", "tasks", "--store", store_url, "--json", *args],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, check=True,
+        )  # fmt: skip
+        return list(json.loads(out.stdout))
+
+    every = cli()
+    assert {r["task_id"] for r in every} == {"id-0", "id-1", "id-2", "waiting-1"}
+    assert all({"task_id", "agent", "trigger", "status", "trace_id"} <= r.keys() for r in every)
+    assert [r["task_id"] for r in cli("--agent", "a")] == ["id-1", "id-0"]  # newest first
+    assert [r["task_id"] for r in cli("--status", "failed")] == ["id-1"]
+    assert [r["task_id"] for r in cli("--trigger", "email", "--agent", "b")] == ["id-2"]
+    assert [r["task_id"] for r in cli("--search", "ORDER 2")] == ["id-2"]  # any case, in the description
+    assert [r["task_id"] for r in cli("--search", "waiting")] == ["waiting-1"]  # in the task id
+    assert cli("--since", "1h") and not cli("--since", "2999-01-01")
+    (waiting,) = cli("--status", "pending")
+    assert waiting["waiting_reason"] == "approval" and waiting["waiting_seconds"] >= 0
+    table = subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "tasks", "--store", store_url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=True,
+    ).stdout  # fmt: skip
+    assert table.splitlines()[0].split()[:3] == ["TASK", "ID", "AGENT"] and "approval for" in table
+
+
+def test_parse_since() -> None:
+    assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
+    assert parse_since("2026-11-30T08:00") == pytest.approx(1796025600.0)
+    with pytest.raises(ValueError, match="duration"):
+        parse_since("yesterday")
+
+
+# --------------------------------------------------------------------------------------------
+# several processes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_processes_suspending_and_resuming_across_each_other(store_url: str, store: Backend) -> None:
+    """3 processes each run 20 executions and park half of them; each resumes another's parked
+    ones (some left waiting, some cancelled). The store's waiting counts and oldest waits are
+    exact, and its per-status counts equal the processes' summed counters."""
+    workers, n = 3, 20
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        first = pool.starmap(tasks_workload.run_and_suspend, [(store_url, w, n) for w in range(workers)])
+        assert all(r["flushed"] for r in first)
+        # process w resumes the first 6 parked executions of process w+1; the rest stay parked
+        resumed_parts = [first[(w + 1) % workers]["carriers"][:6] for w in range(workers)]
+        left = [c for w in range(workers) for c in first[(w + 1) % workers]["carriers"][6:]]
+        second = pool.starmap(tasks_workload.resume, [(store_url, part, 3) for part in resumed_parts])
+        assert all(r["flushed"] for r in second)
+
+    expected_waiting: dict[str, list[float]] = {}
+    for c in left:
+        expected_waiting.setdefault(c["agent"], []).append(c["suspended_at"])
+    summary = {(agent, reason): (count, oldest) for agent, reason, count, oldest in store.waiting()}
+    assert summary == {(agent, "approval"): (len(times), min(times)) for agent, times in expected_waiting.items()}
+    counted: dict[str, float] = {}
+    for part in (*first, *second):
+        for status, value in part["finished"].items():
+            counted[status] = counted.get(status, 0) + value
+    in_store = {
+        r["status"]: int(r["n"]) for r in store.fetch("SELECT status, count(*) AS n FROM agent_tasks GROUP BY status")
+    }
+    assert in_store == {**{s: int(v) for s, v in counted.items() if v}, "pending": len(left)}
+    assert sum(in_store.values()) == workers * n
+    # the counts each resumed row carries add up across the processes that ran its parts
+    resumed_ids = [c["task_id"] for part in resumed_parts for c in part]
+    steps = {r["task_id"]: r["steps_done"] for r in rows(store)}
+    assert all(steps[t] == 2 for t in resumed_ids)
+
+    # any process with the store exports the same waiting gauges: the rules take max, not sum
+    registry = configure(store_url, tracing=False)
+    state = exporter._config.current()
+    assert state is not None and state.tasks is not None
+    state.tasks.refresh_now()
+    for agent, times in expected_waiting.items():
+        assert metric_value(registry, "agent_tasks_waiting", agent=agent, reason="approval") == len(times)
+        assert metric_value(
+            registry, "agent_tasks_waiting_oldest_timestamp_seconds", agent=agent, reason="approval"
+        ) == min(times)
+
+
+def test_late_writes_from_a_slow_process_do_not_undo_a_newer_state(store: Backend) -> None:
+    """The process that suspended may write after the one that resumed: the newer state wins,
+    the counts of both add up."""
+    from exporter.events import ExecutionFinished, ExecutionRef, ExecutionRunning, ExecutionSuspended, StepFinished
+
+    ref = ExecutionRef("a", "email", "X-1")
+    store.connect()
+    a: dict[str, Delta] = {}
+    fold([(10.0, ExecutionRunning(ref, True)), (11.0, StepFinished(ref, "s", "passed", 1.0)),
+          (12.0, ExecutionSuspended(ref, "approval", 12.0))], a)  # fmt: skip
+    b: dict[str, Delta] = {}
+    fold([(50.0, ExecutionRunning(ref, True)), (51.0, StepFinished(ref, "t", "passed", 1.0)),
+          (52.0, ExecutionFinished(ref, "completed", None, 2.0, None))], b)  # fmt: skip
+    store.write([d.row() for d in b.values()])  # the resuming process writes first
+    store.write([d.row() for d in a.values()])
+    (row,) = rows(store)
+    assert row["status"] == "completed" and row["waiting_reason"] is None and row["ended_at"] == 52.0
+    assert row["steps_done"] == 2 and row["started_at"] == 10.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://db/x", "sqlite://", "sqlite:///", "postgresql:///nohost", 42, ""],
+)
+def test_a_store_url_that_cannot_work_is_a_value_error_at_configure(url: object) -> None:
+    with pytest.raises(ValueError, match="task_store"):
+        exporter.configure(metrics_port=None, task_store=url)  # type: ignore[arg-type]
+    assert exporter._config.current() is None
+
+
+def test_without_a_store_nothing_listens_and_no_step_event_is_made() -> None:
+    exporter.configure(metrics_port=None, tracing=False)
+    state = exporter._config.current()
+    assert state is not None and state.tasks is None and state.recorder.tasks is None
+
+
+def test_a_trace_made_but_exported_nowhere_is_not_linked(
+    store_url: str, store: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No endpoint, no provider of the app's, no OTEL_* variables: spans have ids but go nowhere."""
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    configure(store_url)
+    with exporter.execution("s", "email", task_id="nowhere"):
+        pass
+    assert exporter.flush(10)
+    (row,) = rows(store)
+    assert row["trace_id"] is not None and not row["trace_kept"]
