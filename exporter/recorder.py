@@ -131,7 +131,9 @@ class Recorder:
             m.pending_remove(agent, e.reason, e.key)
         if e.waited is not None:
             m.child(sc.EXECUTION_PENDING_DURATION, agent, e.reason).observe(e.waited, ref.exemplar)
-        if e.key is None and self.log_level <= INFO:  # a carrier resumed: this process's part begins
+        if e.key is None:  # a carrier resumed: this process's part begins, and runs that version
+            m.child(sc.AGENT_INFO, agent, self._version(agent, ref)).set(1)
+        if e.key is None and self.log_level <= INFO:
             waited = None if e.waited is None else round(e.waited, 3)
             self._log(INFO, sc.LOG_EXECUTION_RESUMED, ref, reason=e.reason, pending_seconds=waited)
 

@@ -121,6 +121,19 @@ def test_suspend_and_resume_keep_the_version_of_the_first_part():
         assert cap.value(finished, agent="invoice", version="new", status="completed") == 0
 
 
+def test_a_process_that_resumes_an_execution_exports_its_version():
+    """Resuming a carrier sets agent_info for its version in the resuming process too."""
+    with testing.capture() as first:
+        with exporter.execution("invoice", version="old") as run:
+            carrier = run.suspend()
+        assert first.value("agent_info", agent="invoice", version="old") == 1
+    with testing.capture(agent_version="new") as second:  # another process, running a newer version
+        with exporter.resume_execution(carrier):
+            pass
+        assert second.value("agent_info", agent="invoice", version="old") == 1
+        assert second.value("agent_info", agent="invoice", version="new") == 0
+
+
 def test_a_damaged_carrier_version_is_counted_and_the_process_default_used():
     """A carrier version that is not a string counts invalid_carrier; the resumed part takes the default."""
     with testing.capture(agent_version="v9") as cap:
