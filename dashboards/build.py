@@ -1089,10 +1089,11 @@ def single(var: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def version_var(name: str, label: str) -> dict[str, Any]:
+def version_var(name: str, label: str, sort: int) -> dict[str, Any]:
     """One version to compare: a single value, listed from the versions that finished executions in
-    the time range (so a version whose processes have stopped can still be chosen)."""
-    return {**single(query_var(name, label, V_FINISHED, VERSION, (AGENT,))), "sort": 2}
+    the time range (so a version whose processes have stopped can still be chosen). Grafana
+    preselects the first: A sorts ascending (1), B descending (2), so they open on two versions."""
+    return {**single(query_var(name, label, V_FINISHED, VERSION, (AGENT,))), "sort": sort}
 
 
 def version_queries(window: str = RATE, fn: str = "rate") -> dict[str, tuple[str, str]]:
@@ -1161,7 +1162,7 @@ def versions() -> dict[str, Any]:
         UIDS["versions"],
         "Did the new version make things better or worse? Two versions of an agent side by side.",
         g.panels,
-        [single(AGENT_VAR), version_var(VERSION_A, "Version A"), version_var(VERSION_B, "Version B")],
+        [single(AGENT_VAR), version_var(VERSION_A, "Version A", 1), version_var(VERSION_B, "Version B", 2)],
         annotations=[version_start_annotation()],
     )
 
