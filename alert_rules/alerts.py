@@ -23,6 +23,7 @@ from alert_rules.rules import (
     Params,
     burn_rate,
     completion_ratio,
+    criterion_pass_ratio,
     finished_increase,
     num,
     objective,
@@ -48,6 +49,17 @@ def _lookup_tmpl(record: str, fmt: str, query: str = "{record}{{agent=%q}}") -> 
     return (
         f'{{{{ with printf "{query.format(record=record)}" $labels.agent | query }}}}'
         f"{{{{ . | first | value | {fmt} }}}}{{{{ end }}}}"
+    )
+
+
+def _worst_criterion_tmpl(w: str) -> str:
+    """Template text naming the agent's evaluation criterion with the lowest pass rate over `w`
+    (nothing when the agent recorded no pass/fail evaluations)."""
+    return (
+        f'{{{{ with printf "bottomk(1, {criterion_pass_ratio(w)}{{agent=%q}})" $labels.agent | query }}}}'
+        "{{ with . | first }} Its worst criterion is {{ . | label \"evaluation\" }}, passed by "
+        "{{ . | value | humanizePercentage }}"
+        f" of its evaluations over the last {w}.{{{{ end }}}}{{{{ end }}}}"
     )
 
 
@@ -177,7 +189,8 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
         "warning",
         "An agent's mean evaluation score is below its objective.",
         f"The mean evaluation score of agent {{{{ $labels.agent }}}} over the last {w} is "
-        f"{{{{ $value | {SCORE_FMT} }}}} (objective at least {_objective_tmpl(MIN_SCORE, SCORE_FMT)}).",
+        f"{{{{ $value | {SCORE_FMT} }}}} (objective at least {_objective_tmpl(MIN_SCORE, SCORE_FMT)})."
+        + _worst_criterion_tmpl(w),
     )
     alert(
         "AgentToolErrorRateHigh",

@@ -41,6 +41,7 @@ STARTED = semconv.EXECUTIONS_STARTED.name
 DURATION = semconv.EXECUTION_DURATION.name
 SCORE = semconv.EXECUTION_EVALUATION_SCORE.name
 TOOL_CALLS = semconv.TOOL_CALLS.name
+EVALUATIONS = semconv.EVALUATIONS.name
 PENDING_OLDEST = semconv.EXECUTION_PENDING_OLDEST.name
 # The task store's oldest wait: the same value from every process with the store (suspended
 # executions included, whichever process suspended them); 0 when nothing waits.
@@ -315,6 +316,11 @@ def tool_error_ratio(w: str) -> str:
     return f"agent_tool:agent_tool_call_errors:ratio_rate{w}"
 
 
+def criterion_pass_ratio(w: str) -> str:
+    """pass / (pass + fail) per agent and evaluation criterion: the lowest names AgentEvaluationScoreLow's worst."""
+    return f"agent_evaluation:agent_evaluations:pass_ratio_rate{w}"
+
+
 def tool_calls_increase(w: str) -> str:
     return f"agent_tool:agent_tool_calls:increase{w}"
 
@@ -409,6 +415,7 @@ def recording_rules(p: Params) -> list[dict[str, Any]]:
         rec(score_count(w), f"sum by (agent) (increase({SCORE}_count[{w}]))\n")
         rec(tool_error_ratio(w), _ratio(f'{TOOL_CALLS}{{outcome=~"error|timeout"}}', TOOL_CALLS, "agent, tool", w))
         rec(tool_calls_increase(w), f"sum by (agent, tool) (increase({TOOL_CALLS}[{w}]))\n")
+        rec(criterion_pass_ratio(w), _ratio(f'{EVALUATIONS}{{result="pass"}}', EVALUATIONS, "agent, evaluation", w))
     rec(started_increase(p.stall_window), f"sum by (agent) (increase({STARTED}[{p.stall_window}]))\n")
 
     # Baselines: the median of the same window on earlier periods, each with enough volume.

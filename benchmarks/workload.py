@@ -26,6 +26,8 @@ from exporter.tracing import DEFAULT_SHUTDOWN_TIMEOUT
 
 from .shape import AGENT, EVALUATION, MIN_SCORE, SCORE, STEP_INPUT, STEP_OUTPUT, STEPS, TOKENS_IN, TOKENS_OUT, TRIGGER
 
+VERSION = sc.UNKNOWN_LABEL_VALUE  # the version label of an execution that names none
+
 
 def _agent_work() -> None:
     """The agent's own work in a tool call: none, so that only overhead is measured."""
@@ -106,6 +108,13 @@ class HandWritten:
         self.tool_calls = _family(sc.TOOL_CALLS, r)
         self.tool_duration = _family(sc.TOOL_CALL_DURATION, r)
         self.tokens = _family(sc.TOKENS, r)
+        # the per-version series the library also records (version `unknown`: the shape names none)
+        self.info = _family(sc.AGENT_INFO, r)
+        self.v_finished = _family(sc.VERSION_EXECUTIONS_FINISHED, r)
+        self.v_duration = _family(sc.VERSION_EXECUTION_DURATION, r)
+        self.v_score = _family(sc.VERSION_EXECUTION_EVALUATION_SCORE, r)
+        self.v_tool_calls = _family(sc.VERSION_TOOL_CALLS, r)
+        self.v_tokens = _family(sc.VERSION_TOKENS, r)
         objective = _family(sc.OBJECTIVE, r)
         for name, value in sc.DEFAULT_OBJECTIVES.items():
             objective.labels(AGENT, name).set(value)
@@ -132,6 +141,7 @@ class HandWritten:
         ) as span:
             exemplar = {"trace_id": format(span.get_span_context().trace_id, "032x")}
             self.started.labels(AGENT, TRIGGER).inc()
+            self.info.labels(AGENT, VERSION).set(1)
             self.in_progress.labels(AGENT).inc()
             t0 = time.perf_counter()
             tokens_in = tokens_out = 0
@@ -156,6 +166,7 @@ class HandWritten:
                         tt = time.perf_counter()
                         _agent_work()
                         self.tool_calls.labels(AGENT, tool, "success").inc()
+                        self.v_tool_calls.labels(AGENT, VERSION, "success").inc()
                         self.tool_duration.labels(AGENT, tool).observe(time.perf_counter() - tt, exemplar)
                     result = "pass" if SCORE >= MIN_SCORE else "fail"
                     step.add_event(
@@ -166,11 +177,13 @@ class HandWritten:
                             sc.ATTR_EVALUATION_SCORE_VALUE: SCORE,
                         },
                     )
-                    self.evaluations.labels(AGENT, name, result).inc()
+                    self.evaluations.labels(AGENT, name, EVALUATION, result).inc()
                     self.step_score.labels(AGENT, name).observe(SCORE, exemplar)
                     score_sum += SCORE
                     self.tokens.labels(AGENT, name, "input").inc(TOKENS_IN)
                     self.tokens.labels(AGENT, name, "output").inc(TOKENS_OUT)
+                    self.v_tokens.labels(AGENT, VERSION, "input").inc(TOKENS_IN)
+                    self.v_tokens.labels(AGENT, VERSION, "output").inc(TOKENS_OUT)
                     tokens_in += TOKENS_IN
                     tokens_out += TOKENS_OUT
                     if capture:
@@ -186,6 +199,9 @@ class HandWritten:
             self.finished.labels(AGENT, TRIGGER, "completed").inc()
             self.duration.labels(AGENT, TRIGGER, "completed").observe(runtime, exemplar)
             self.exec_score.labels(AGENT, TRIGGER).observe(mean, exemplar)
+            self.v_finished.labels(AGENT, VERSION, "completed").inc()
+            self.v_duration.labels(AGENT, VERSION).observe(runtime, exemplar)
+            self.v_score.labels(AGENT, VERSION).observe(mean, exemplar)
             self.in_progress.labels(AGENT).dec()
             span.set_attributes(
                 {

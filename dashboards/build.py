@@ -54,6 +54,7 @@ UIDS = {
     "evaluations": "agent-evaluations",
     "tools": "agent-tools",
     "tasks": "agent-tasks",
+    "versions": "agent-versions",
 }
 TITLES = {
     "agent-overview": "Agent overview",
@@ -62,6 +63,7 @@ TITLES = {
     "agent-evaluations": "Agent evaluation insights",
     "agent-tools": "Agent tool performance",
     "agent-tasks": "Agent tasks",
+    "agent-versions": "Agent versions",
 }
 
 # --------------------------------------------------------------------------- PromQL helpers
@@ -510,6 +512,7 @@ def dashboard(
     variables: list[dict[str, Any]],
     time_from: str = "now-6h",
     datasource: dict[str, Any] | None = None,
+    annotations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "annotations": {
@@ -522,7 +525,8 @@ def dashboard(
                     "iconColor": "rgba(0, 211, 255, 1)",
                     "name": "Annotations & Alerts",
                     "type": "dashboard",
-                }
+                },
+                *(annotations or []),
             ]
         },
         "description": description,
@@ -977,6 +981,14 @@ def evaluations() -> dict[str, Any]:
         "Exemplars open the trace of an evaluated step.",
         agg("le", rate(sel(STEP_SCORE + "_bucket", AGENT), fn="increase")), "percentunit",
     ))  # fmt: skip
+    g.row(9)
+    g.add(24, criteria_table(
+        "Pass rate by criterion (failing first)",
+        "pass / (pass + fail) of each evaluation criterion (step.evaluate()'s name) over the selected "
+        "range, per agent, lowest first: the criteria failing most are at the top. The one at the top is "
+        "the criterion AgentEvaluationScoreLow names.",
+        criterion_pass_rate(),
+    ))  # fmt: skip
     return dashboard(
         UIDS["evaluations"],
         "How good is the agents' work: which steps score low, fail evaluation or need a human review?",
@@ -1325,6 +1337,148 @@ def tasks() -> dict[str, Any]:
     )
 
 
+def criterion_pass_rate(window: str = "$__range") -> str:
+    """pass / (pass + fail) per agent and criterion over `window`, sorted ascending (failing first)."""
+    evals = sc.EVALUATIONS.name
+    passed = eq(sc.LABEL_RESULT, sc.EvaluationResult.PASS)
+    by = f"{sc.LABEL_AGENT}, {sc.LABEL_EVALUATION}"
+    return f"sort({ratio(sel(evals, AGENT, passed), sel(evals, AGENT), by, window, 'increase')})"
+
+
+def criteria_table(title: str, description: str, expr: str) -> dict[str, Any]:
+    """An instant table, one row per (agent, criterion), sorted by its value ascending."""
+    panel = table_instant(title, description, expr)
+    panel["fieldConfig"]["defaults"].update(unit="percentunit", min=0, max=1)
+    panel["fieldConfig"]["defaults"]["custom"]["cellOptions"] = {"mode": "basic", "type": "gauge"}
+    panel["fieldConfig"]["defaults"]["thresholds"] = thresholds(("red", None), ("orange", 0.8), ("green", 0.95))
+    panel["options"]["sortBy"] = [{"desc": False, "displayName": "Pass rate"}]
+    panel["transformations"] = [
+        {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": {"Value": "Pass rate"}}},
+        {"id": "sortBy", "options": {"fields": {}, "sort": [{"desc": False, "field": "Pass rate"}]}},
+    ]
+    return panel
+
+
+# --------------------------------------------------------------------------- versions
+
+VERSION = sc.LABEL_VERSION
+VERSION_A, VERSION_B = "version_a", "version_b"
+VERSIONS = f'{VERSION}=~"${VERSION_A}|${VERSION_B}"'  # the two versions compared
+V_FINISHED = sc.VERSION_EXECUTIONS_FINISHED.name
+V_DURATION = sc.VERSION_EXECUTION_DURATION.name
+V_SCORE = sc.VERSION_EXECUTION_EVALUATION_SCORE.name
+V_TOOLS = sc.VERSION_TOOL_CALLS.name
+V_TOKENS = sc.VERSION_TOKENS.name
+
+
+def single(var: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a query variable that takes exactly one value (Grafana preselects the first)."""
+    out = {k: v for k, v in var.items() if k != "allValue"}
+    out.update(includeAll=False, multi=False, current={})
+    return out
+
+
+def version_var(name: str, label: str, sort: int) -> dict[str, Any]:
+    """One version to compare: a single value, listed from the versions that finished executions in
+    the time range (so a version whose processes have stopped can still be chosen). Grafana
+    preselects the first: A sorts ascending (1), B descending (2), so they open on two versions."""
+    return {**single(query_var(name, label, V_FINISHED, VERSION, (AGENT,))), "sort": sort}
+
+
+def version_queries(window: str = RATE, fn: str = "rate") -> dict[str, tuple[str, str]]:
+    """The five comparisons, per version, over `window`: title -> (expr, unit)."""
+    m = (AGENT, VERSIONS)
+    bad = re_(sc.LABEL_OUTCOME, sc.ToolOutcome.ERROR, sc.ToolOutcome.TIMEOUT)
+    p95 = f"histogram_quantile(0.95, {agg(f'{VERSION}, le', rate(sel(V_DURATION + '_bucket', *m), window, fn))})"
+    score = (f"{agg(VERSION, rate(sel(V_SCORE + '_sum', *m), window, fn))} / "
+             f"({agg(VERSION, rate(sel(V_SCORE + '_count', *m), window, fn))} > 0)")  # fmt: skip
+    tokens = (f"{agg(VERSION, rate(sel(V_TOKENS, *m), window, fn))} / "
+              f"({agg(VERSION, rate(sel(V_FINISHED, *m), window, fn))} > 0)")  # fmt: skip
+    return {
+        "Completion rate": (ratio(sel(V_FINISHED, *m, COMPLETED), sel(V_FINISHED, *m, DECIDED), VERSION, window, fn),
+                            "percentunit"),
+        "p95 runtime": (p95, "s"),
+        "Mean evaluation score": (score, "percentunit"),
+        "Tool error ratio": (ratio(sel(V_TOOLS, *m, bad), sel(V_TOOLS, *m), VERSION, window, fn), "percentunit"),
+        "Tokens per execution": (tokens, "short"),
+    }  # fmt: skip
+
+
+def version_start_annotation() -> dict[str, Any]:
+    """Marks when a version began taking traffic: its `agent_info` series exists now and did not one
+    step earlier (`$__interval` is the annotation query's step), taken over every instance, so a second
+    pod of a running version marks nothing while a new version, or one back after a gap, does."""
+    info = sel(sc.AGENT_INFO.name, AGENT)
+    by = f"{sc.LABEL_AGENT}, {VERSION}"
+    expr = f"{agg(by, info, 'max')} unless {agg(by, info + ' offset $__interval', 'max')}"
+    return {
+        "datasource": DS,
+        "enable": True,
+        "expr": expr,
+        "hide": False,
+        "iconColor": "purple",
+        "name": "Version starts taking traffic",
+        "step": "1m",
+        "tagKeys": by.replace(" ", ""),
+        "textFormat": "first execution of version {{version}} of {{agent}} seen (agent_info appeared)",
+        "titleFormat": "{{agent}} {{version}} takes traffic",
+        "useValueForTime": False,
+    }
+
+
+def versions() -> dict[str, Any]:
+    g = Grid()
+    g.row(8)
+    g.add(24, range_table(
+        "Versions side by side over the selected range",
+        "For $version_a and $version_b (one row each): completion rate (completed / (completed + failed)), "
+        "p95 runtime, mean evaluation score, tool error ratio ((error + timeout) / calls) and tokens per "
+        "finished execution, over the whole selected range. A version whose processes stopped stays "
+        "comparable: pick a range that covers its traffic.",
+        version_queries("$__range", "increase"),
+    ))  # fmt: skip
+    for n, (title, (expr, unit)) in enumerate(version_queries().items()):
+        if n % 2 == 0:
+            g.row(8)
+        g.add(12 if n < 4 else 24, timeseries(
+            f"{title} by version",
+            f"{title} of $version_a and $version_b over time (purple marks: a version starting to take "
+            "traffic).",
+            [target(expr, "{{version}}")],
+            unit, min_=0, max_=1 if unit == "percentunit" else None,
+        ))  # fmt: skip
+    return dashboard(
+        UIDS["versions"],
+        "Did the new version make things better or worse? Two versions of an agent side by side.",
+        g.panels,
+        [single(AGENT_VAR), version_var(VERSION_A, "Version A", 1), version_var(VERSION_B, "Version B", 2)],
+        annotations=[version_start_annotation()],
+    )
+
+
+def range_table(title: str, description: str, queries: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    """Instant queries, one column each, merged into one row per version."""
+    refs = "ABCDEFGH"
+    targets = [target(expr, "", refs[i], instant=True, fmt="table") for i, (expr, _) in enumerate(queries.values())]
+    panel = table_instant(title, description, "")
+    panel["targets"] = targets
+    panel["transformations"] = [
+        {"id": "merge", "options": {}},
+        {
+            "id": "organize",
+            "options": {
+                "excludeByName": {"Time": True},
+                "renameByName": {f"Value #{refs[i]}": name for i, name in enumerate(queries)},
+            },
+        },
+    ]
+    panel["fieldConfig"]["overrides"] = [
+        {"matcher": {"id": "byName", "options": name}, "properties": [{"id": "unit", "value": unit}]}
+        for name, (_, unit) in queries.items()
+    ]
+    return panel
+
+
 BUILDERS = {
     "agent-overview": overview,
     "agent-completion-trends": trends,
@@ -1332,10 +1486,11 @@ BUILDERS = {
     "agent-evaluations": evaluations,
     "agent-tools": tools,
     "agent-tasks": tasks,
+    "agent-versions": versions,
 }
 # The dashboards on Prometheus; the others (agent-tasks) query the task store in SQL.
 PROMETHEUS_DASHBOARDS = ("agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations",
-                         "agent-tools")  # fmt: skip
+                         "agent-tools", "agent-versions")  # fmt: skip
 
 
 def build_all() -> dict[str, dict[str, Any]]:
@@ -1439,6 +1594,16 @@ def iter_queries(
                 bool(t.get("instant")),
                 step,
             )
+
+
+def iter_annotation_queries(dash: Mapping[str, Any], **kwargs: Any) -> Iterator[PanelQuery]:
+    """The Prometheus annotation queries of `dash` (panel id 0), substituted like `iter_queries`;
+    `$__interval` stands for the annotation's step."""
+    overrides = {"agent": kwargs.pop("agent", ".*"), **kwargs.pop("variables", {})}
+    values = variable_values(dash, overrides, **kwargs)
+    for a in dash["annotations"]["list"]:
+        if "expr" in a:
+            yield PanelQuery(dash["uid"], 0, a["name"], "annotation", substitute(a["expr"], values), False, a["step"])
 
 
 def iter_all_queries(**kwargs: Any) -> Iterator[PanelQuery]:

@@ -93,6 +93,7 @@ class Settings:
     evaluation_fail_status: str
     log_level: int
     objectives: Mapping[str, Objectives] = field(default_factory=dict)
+    agent_version: str | None = None  # the version of executions that name none
 
     def objectives_for(self, agent: str) -> Objectives:
         return self.objectives.get(agent) or self.objectives.get("*") or _DEFAULT_OBJECTIVES
@@ -155,6 +156,7 @@ def _task_store(name: str, value: object) -> None:
 
 _CHECKS: Mapping[str, c.Check] = {
     "service_name": c.text,
+    "agent_version": c.optional(c.text),
     "metrics_port": c.optional(c.int_in(0, 65535)),
     "metrics_addr": c.text,
     "otlp_endpoint": c.optional(c.http_url),
@@ -205,6 +207,7 @@ def check_arguments(args: Mapping[str, Any]) -> None:
 def configure(
     service_name: str = "agent",
     *,
+    agent_version: str | None = None,
     metrics_port: int | None = 9464,
     metrics_addr: str = "0.0.0.0",
     otlp_endpoint: str | None = None,
@@ -244,6 +247,9 @@ def configure(
     reach logs and exemplars) but not exported. The application's provider is never added to or
     replaced.
 
+    `agent_version` (a git sha, a release) is the version of every execution that names none
+    (`execution(version=)`): the `version` label of the per-version series and `gen_ai.agent.version`.
+
     `sample_healthy` below 1 keeps every failed, slow or flagged execution's trace and that fraction
     of the healthy ones (exporter/sampling.py); metrics and logs stay exact.
 
@@ -275,6 +281,7 @@ def configure(
             evaluation_fail_status=evaluation_fail_status.lower(),
             log_level=LOG_LEVELS[log_level.lower()],
             objectives=parsed,
+            agent_version=agent_version,
         )
         warn = RateLimitedWarnings(min_level=settings.log_level)  # log_level='off' silences warnings too
         metrics = Metrics(registry, warnings=warn, max_label_values=max_label_values, max_agents=max_agents)
@@ -324,7 +331,10 @@ def configure(
             )
             state.recorder.tasks = state.tasks
         if span_metrics:  # other instrumentations' spans become the same metrics and log events
-            state.bridge = install_bridge(setup, state.recorder, metrics.drop, exemplars=metrics.exemplars)
+            version = None if agent_version is None else metrics.name(agent_version, "agent version")
+            state.bridge = install_bridge(
+                setup, state.recorder, metrics.drop, exemplars=metrics.exemplars, version=version
+            )
         if metrics_port is not None:
             try:
                 state.server, state.server_thread = start_metrics_server(

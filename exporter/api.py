@@ -32,18 +32,23 @@ def execution(
     *,
     pending: str | None = None,
     max_duration: float | None = None,
+    version: Any = None,
 ) -> Execution | NoopExecution:
     """A task execution, as a context manager (`with` or `async with`).
 
     `pending="queued"` or `"approval"` starts it waiting (time pending is not runtime);
-    `max_duration` (seconds, default from `configure()`) fails it with cause `timeout`.
+    `max_duration` (seconds, default from `configure()`) fails it with cause `timeout`;
+    `version` (e.g. a git sha of the workflow or prompt; default `configure(agent_version=)`)
+    labels the per-version series, so two versions can be compared.
     Unconfigured, this returns a shared no-op object.
     """
     state = _config.current()
     if state is None:
         return NOOP_EXECUTION
     try:
-        return Execution(state, agent, trigger, task_id, description, pending=pending, max_duration=max_duration)
+        return Execution(
+            state, agent, trigger, task_id, description, pending=pending, max_duration=max_duration, version=version
+        )
     except Exception as exc:  # noqa: BLE001
         internal_error(state, "execution()", exc)
         return NOOP_EXECUTION
@@ -62,7 +67,7 @@ def resume_execution(carrier: Any, *, max_duration: float | None = None) -> Exec
     A damaged carrier is counted (`invalid_carrier`) and every field of it that validates is
     kept: a broken `traceparent` starts a new trace but keeps the agent, trigger, task id and
     counts; a field that does not validate takes its default (agent and trigger `unknown`, a
-    new task id, `started` false so that a start is counted).
+    new task id, `started` false so that a start is counted, the version this process runs).
     """
     state = _config.current()
     if state is None:
@@ -84,6 +89,7 @@ def resume_execution(carrier: Any, *, max_duration: float | None = None) -> Exec
             c.get("task_id"),
             c.get("description"),
             max_duration=md,
+            version=c.get("version"),
             _resume=c,
         )
     except Exception as exc:  # noqa: BLE001

@@ -68,6 +68,7 @@ class SpanBridge(SpanProcessor):
         drop: Any,
         *,
         exemplars: bool = True,
+        version: str | None = None,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
         max_traces: int = DEFAULT_MAX_TRACES,
         max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE,
@@ -75,6 +76,7 @@ class SpanBridge(SpanProcessor):
         self._sink = sink
         self._drop = drop
         self._exemplars = exemplars
+        self._version = version  # configure(agent_version=): for framework runs whose spans name none
         self._max_open = max_open_spans
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
@@ -150,9 +152,7 @@ class SpanBridge(SpanProcessor):
         if trace is not None and local_root:
             self._traces.pop(tid, None)
         if trace is None:
-            self._drop(
-                DropReason.TRACE_OVER_BUDGET, f"more than {self._max_traces} open traces with framework spans"
-            )
+            self._drop(DropReason.TRACE_OVER_BUDGET, f"more than {self._max_traces} open traces with framework spans")
             return
         if len(trace.spans) >= self._max_spans:
             self._drop(DropReason.TRACE_OVER_BUDGET, f"a trace has more than {self._max_spans} spans; span ignored")
@@ -171,16 +171,25 @@ class SpanBridge(SpanProcessor):
         # An exemplar names only a trace that is exported: sampled by the head sampler, not dropped
         # by execution-level sampling (a late framework run in a trace whose execution was dropped).
         exemplar = exemplar_of(hex_id) if self._exemplars and sampled and not dropped(trace_id) else None
-        events = assemble(trace.spans, trace_id=hex_id, exemplar=exemplar, natives=trace.natives, task=trace.task)
+        events = assemble(
+            trace.spans,
+            trace_id=hex_id,
+            exemplar=exemplar,
+            natives=trace.natives,
+            task=trace.task,
+            version=self._version,
+        )
         record = self._sink.record
         for event in events:
             record(event)
 
 
-def install(setup: TracingSetup, sink: EventSink, drop: Any, *, exemplars: bool) -> SpanBridge:
+def install(
+    setup: TracingSetup, sink: EventSink, drop: Any, *, exemplars: bool, version: str | None = None
+) -> SpanBridge:
     """Add a bridge to the providers that make framework spans: the one the library's spans come
     from, the application's global one (now, or when the library first sees it set)."""
-    bridge = SpanBridge(sink, drop, exemplars=exemplars)
+    bridge = SpanBridge(sink, drop, exemplars=exemplars, version=version)
     added: list[Any] = []
 
     def add(provider: Any) -> None:

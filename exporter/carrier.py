@@ -63,13 +63,17 @@ _FIELDS: dict[str, Callable[[Any], bool]] = {
 _OPTIONAL: dict[str, Callable[[Any], bool]] = {
     "description": lambda v: isinstance(v, str),
     "max_duration": lambda v: _number(v) and v > 0,
+    "version": _text,  # the agent's version, when the execution had one
 }
 
 
-def make_carrier(context: Any, *, description: str | None, max_duration: float | None, **fields: Any) -> dict[str, Any]:
+def make_carrier(
+    context: Any, *, description: str | None, max_duration: float | None, version: str | None = None, **fields: Any
+) -> dict[str, Any]:
     """The carrier of an execution suspended now: its W3C `traceparent` (from `context`), the
     `fields` `parse_carrier` checks (agent, trigger, task id, reason, counts), the time of the
-    suspension, and the optional description and maximum duration."""
+    suspension, and the optional description, maximum duration and agent version (so the resumed
+    part counts under the version the execution began with, whatever the resuming process runs)."""
     carrier: dict[str, Any] = {}
     _propagator.inject(carrier, context=context)
     carrier.update({"v": CARRIER_VERSION, **fields, "suspended_at": time.time()})
@@ -77,6 +81,8 @@ def make_carrier(context: Any, *, description: str | None, max_duration: float |
         carrier["description"] = description
     if max_duration is not None:
         carrier["max_duration"] = max_duration
+    if version is not None:
+        carrier["version"] = version
     return carrier
 
 

@@ -45,9 +45,9 @@ from .recording import (
     EXEC_FAILED,
     KNOWN_TRIGGERS,
     PENDING,
-    REASONS,
     RUNNING,
     SUSPENDED,
+    clean_reason,
     current_execution_var,
     exc_text,
     hex_ids,
@@ -82,6 +82,7 @@ class Execution:
         *,
         pending: str | None = None,
         max_duration: float | None = None,
+        version: Any = None,
         _resume: Mapping[str, Any] | None = None,
     ) -> None:
         rec = state.recorder
@@ -97,6 +98,8 @@ class Execution:
                 f"unknown trigger {self.trigger!r} (known: {', '.join(sorted(KNOWN_TRIGGERS))}); recorded as given",
             )
         self.task_id = str(task_id) if task_id is not None else uuid.uuid4().hex
+        version = version if version is not None else state.settings.agent_version  # the process default
+        self.version: str | None = None if version is None else rec.name(version, "agent version")
         self.description = description
         self.objectives = state.settings.objectives_for(self.agent)
         md = max_duration if max_duration is not None else state.settings.max_duration
@@ -109,8 +112,8 @@ class Execution:
         # The exemplar labels of every observation this execution makes: built once, shared.
         self.exemplar: dict[str, str] | None = None
         self.span_id: str | None = None
-        self.ref = ExecutionRef(self.agent, self.trigger, self.task_id)  # completed on enter
-        self._pending_reason = self._clean_reason(pending) if pending else None
+        self.ref = ExecutionRef(self.agent, self.trigger, self.task_id, version=self.version)  # completed on enter
+        self._pending_reason = clean_reason(state, pending) if pending else None
         self._phase = CREATED
         self._lock = threading.Lock()
         self._span: Any = None
@@ -140,15 +143,6 @@ class Execution:
         if self.description is None or self._rec.tasks is None:
             return None
         return clean_text(self.description, 1024)
-
-    def _clean_reason(self, reason: Any) -> str:
-        if isinstance(reason, str) and reason in REASONS:
-            return reason
-        self._state.drop(
-            DropReason.UNKNOWN_REASON,
-            f"pending reason {reason!r} is not one of {sorted(REASONS)}; recorded as 'queued'",
-        )
-        return PendingReason.QUEUED.value
 
     @property
     def ended(self) -> bool:
@@ -194,6 +188,8 @@ class Execution:
         }
         if self.description is not None:
             attrs[sc.ATTR_TASK_DESCRIPTION] = clean_text(self.description, 1024)
+        if self.version is not None:
+            attrs[sc.ATTR_GEN_AI_AGENT_VERSION] = self.version
         self._span = span = st.tracing.tracer.start_span(
             sc.SPAN_EXECUTION.format(agent=self.agent), context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
@@ -203,7 +199,9 @@ class Execution:
         # sampling on, its trace id is in the healthy fraction; a failure links it at the decision).
         linked = self._hold(span.get_span_context(), resume is not None)
         self.exemplar = exemplar_of(self.trace_id) if linked and self._rec.exemplars else None
-        self.ref = ExecutionRef(self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar)
+        self.ref = ExecutionRef(
+            self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar, self.version
+        )
         self._ctx = trace.set_span_in_context(span, parent)
         self._otel_token = otel_context.attach(self._ctx)
         self._cv_token = current_execution_var.set(self)
@@ -458,7 +456,7 @@ class Execution:
         try:
             if self._phase == RUNNING:
                 self._stop_running()
-                self._enter_pending(self._clean_reason(reason))
+                self._enter_pending(clean_reason(self._state, reason))
             elif self.ended:
                 self._state.drop(DropReason.USE_AFTER_END, "wait() on an execution that already ended")
         except Exception as exc:  # noqa: BLE001
@@ -467,7 +465,7 @@ class Execution:
     def suspend(self, reason: str = PendingReason.APPROVAL.value) -> dict[str, Any]:
         """End this process's part and return a small JSON-able carrier for `resume_execution()`."""
         try:
-            reason = self._clean_reason(reason)
+            reason = clean_reason(self._state, reason)
             with self._lock:
                 if self._phase not in (RUNNING, PENDING):
                     self._state.drop(DropReason.USE_AFTER_END, "suspend() on an execution that is not running")
@@ -493,6 +491,7 @@ class Execution:
                 tokens_out=self._tokens_out,
                 description=None if self.description is None else clean_text(self.description, 1024),
                 max_duration=self.max_duration,
+                version=self.version,
             )
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})

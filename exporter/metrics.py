@@ -21,7 +21,7 @@ from .content import mask_secrets_in_text, valid_utf8
 from .logs import RateLimitedWarnings
 from .semconv import DropReason, MetricSpec
 
-DEFAULT_MAX_LABEL_VALUES = 100  # distinct step / tool / trigger / path values per agent
+DEFAULT_MAX_LABEL_VALUES = 100  # distinct step / tool / trigger / path / evaluation / version values per agent
 DEFAULT_MAX_AGENTS = 50  # distinct agents per process
 MAX_LABEL_LENGTH = 100  # characters of a label value; longer names are cut
 _MAX_CLEAN_CACHE = 4096  # names remembered as needing no cleaning (a stream of new ones is not)
@@ -34,6 +34,7 @@ _GAUGE_MULTIPROCESS_MODES: dict[str, str] = {
     # Read from the shared store: every worker sees the same values.
     sc.TASKS_WAITING.name: "livemax",
     sc.TASKS_WAITING_OLDEST.name: "livemax",
+    sc.AGENT_INFO.name: "max",  # 1 in any worker that ran the version
 }
 
 

@@ -92,6 +92,7 @@ class NoopExecution(_NoopContext):
     agent = ""
     trigger = ""
     task_id = ""
+    version: str | None = None
     description: Any = None
     objectives: Any = None
     max_duration: float | None = None

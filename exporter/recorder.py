@@ -88,6 +88,11 @@ class Recorder:
     def _agent(self, ref: ExecutionRef) -> str:
         return self.metrics.agent_label(ref.agent)
 
+    def _version(self, agent: str, ref: ExecutionRef) -> str:
+        """The version label: capped per agent like step names; `unknown` when none was given, so
+        the per-version series add up to the agent's totals."""
+        return self.metrics.label(agent, "version", ref.version or sc.UNKNOWN_LABEL_VALUE)
+
     def _log(self, level: int, event: str, ref: ExecutionRef, **kw: Any) -> None:
         fields = {
             "trace_id": ref.trace_id,
@@ -96,6 +101,8 @@ class Recorder:
             "agent": ref.agent,
             "trigger": ref.trigger,
         }
+        if ref.version is not None:
+            fields["version"] = ref.version
         fields.update(kw)  # a step's event carries the step's span_id
         if level == DEBUG:
             self.log.debug(event, **fields)
@@ -113,6 +120,7 @@ class Recorder:
         m, ref = self.metrics, e.ref
         agent = self._agent(ref)
         m.child(sc.EXECUTIONS_STARTED, agent, m.label(agent, "trigger", ref.trigger)).inc()
+        m.child(sc.AGENT_INFO, agent, self._version(agent, ref)).set(1)
         if self.log_level <= DEBUG:
             self._log(DEBUG, sc.LOG_EXECUTION_STARTED, ref)
 
@@ -133,7 +141,9 @@ class Recorder:
             m.pending_remove(agent, e.reason, e.key)
         if e.waited is not None:
             m.child(sc.EXECUTION_PENDING_DURATION, agent, e.reason).observe(e.waited, ref.exemplar)
-        if e.key is None and self.log_level <= INFO:  # a carrier resumed: this process's part begins
+        if e.key is None:  # a carrier resumed: this process's part begins, and runs that version
+            m.child(sc.AGENT_INFO, agent, self._version(agent, ref)).set(1)
+        if e.key is None and self.log_level <= INFO:
             waited = None if e.waited is None else round(e.waited, 3)
             self._log(INFO, sc.LOG_EXECUTION_RESUMED, ref, reason=e.reason, pending_seconds=waited)
 
@@ -148,8 +158,12 @@ class Recorder:
         ex = ref.exemplar
         m.child(sc.EXECUTIONS_FINISHED, agent, trigger, e.status).inc()
         m.child(sc.EXECUTION_DURATION, agent, trigger, e.status).observe(e.runtime, ex)
+        version = self._version(agent, ref)
+        m.child(sc.VERSION_EXECUTIONS_FINISHED, agent, version, e.status).inc()
+        m.child(sc.VERSION_EXECUTION_DURATION, agent, version).observe(e.runtime, ex)
         if e.score is not None:
             m.child(sc.EXECUTION_EVALUATION_SCORE, agent, trigger).observe(e.score, ex)
+            m.child(sc.VERSION_EXECUTION_EVALUATION_SCORE, agent, version).observe(e.score, ex)
         if e.status == _FAILED:
             cause = e.cause or sc.FailureCause.ERROR.value
             m.child(sc.EXECUTION_FAILURES, agent, trigger, cause).inc(exemplar=ex)
@@ -191,6 +205,7 @@ class Recorder:
         agent = self._agent(ref)
         tool = m.label(agent, "tool", e.tool)
         m.child(sc.TOOL_CALLS, agent, tool, e.outcome).inc()
+        m.child(sc.VERSION_TOOL_CALLS, agent, self._version(agent, ref), e.outcome).inc()
         m.child(sc.TOOL_CALL_DURATION, agent, tool).observe(e.duration, ref.exemplar)
 
     def _evaluation(self, e: EvaluationRecorded) -> None:
@@ -198,7 +213,7 @@ class Recorder:
         agent = self._agent(ref)
         step = m.label(agent, "step", e.step)
         if e.result is not None:
-            m.child(sc.EVALUATIONS, agent, step, e.result).inc()
+            m.child(sc.EVALUATIONS, agent, step, m.label(agent, "evaluation", e.name), e.result).inc()
         if e.score is not None:
             m.child(sc.STEP_EVALUATION_SCORE, agent, step).observe(e.score, ref.exemplar)
 
@@ -206,10 +221,13 @@ class Recorder:
         m = self.metrics
         agent = self._agent(e.ref)
         step = m.label(agent, "step", e.step)
+        version = self._version(agent, e.ref)
         if e.input:
             m.child(sc.TOKENS, agent, step, _INPUT).inc(e.input)
+            m.child(sc.VERSION_TOKENS, agent, version, _INPUT).inc(e.input)
         if e.output:
             m.child(sc.TOKENS, agent, step, _OUTPUT).inc(e.output)
+            m.child(sc.VERSION_TOKENS, agent, version, _OUTPUT).inc(e.output)
 
     def _branch(self, e: BranchTaken) -> None:
         m = self.metrics

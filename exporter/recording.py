@@ -41,6 +41,16 @@ def internal_error(state: _config.State | None, where: str, exc: BaseException) 
         state.drop(DropReason.INTERNAL_ERROR, f"internal error in {where}: {type(exc).__name__}: {exc}")
 
 
+def clean_reason(state: _config.State, reason: Any) -> str:
+    """A pending reason from the closed set; anything else is counted and recorded as queued."""
+    if isinstance(reason, str) and reason in REASONS:
+        return reason
+    state.drop(
+        DropReason.UNKNOWN_REASON, f"pending reason {reason!r} is not one of {sorted(REASONS)}; recorded as 'queued'"
+    )
+    return PendingReason.QUEUED.value
+
+
 def exc_text(exc: BaseException) -> str:
     """`Type: message` of an exception for a span status or a log: masked, bounded, never raising."""
     return clean_text(f"{type(exc).__name__}: {clean_text(exc, 1000)}", 1000)

@@ -138,6 +138,8 @@ LABEL_TYPE: Final = "type"
 LABEL_PATH: Final = "path"
 LABEL_OBJECTIVE: Final = "objective"
 LABEL_DECISION: Final = "decision"
+LABEL_VERSION: Final = "version"  # the agent's version (configure(agent_version=) / execution(version=))
+LABEL_EVALUATION: Final = "evaluation"  # the evaluation criterion: step.evaluate()'s name
 EXEMPLAR_TRACE_ID: Final = "trace_id"  # the exemplar label Grafana links to Jaeger with
 
 # --------------------------------------------------------------------------- buckets
@@ -233,8 +235,8 @@ STEP_EVALUATION_SCORE: Final = MetricSpec(
     "Each evaluation score of a step, 0-1.", SCORE_BUCKETS,
 )  # fmt: skip
 EVALUATIONS: Final = MetricSpec(
-    "agent_evaluations_total", "counter", (LABEL_AGENT, LABEL_STEP, LABEL_RESULT),
-    "Evaluations of steps, by result (pass, fail).",
+    "agent_evaluations_total", "counter", (LABEL_AGENT, LABEL_STEP, LABEL_EVALUATION, LABEL_RESULT),
+    "Evaluations of steps, by criterion and result (pass, fail).",
 )  # fmt: skip
 TOOL_CALLS: Final = MetricSpec(
     "agent_tool_calls_total", "counter", (LABEL_AGENT, LABEL_TOOL, LABEL_OUTCOME),
@@ -265,12 +267,42 @@ SAMPLING_DECISIONS: Final = MetricSpec(
     "Executions whose trace was kept or dropped, by reason (sample_healthy, the head sampler).",
 )  # fmt: skip
 
+# Versions: an info gauge, and a few execution-level series with a `version` label and no other
+# dimension (no trigger, step or tool), so that each version costs ~50 series per agent, not a
+# copy of every family. Enough to compare two versions side by side (docs/telemetry.md, Versions).
+AGENT_INFO: Final = MetricSpec(
+    "agent_info", "gauge", (LABEL_AGENT, LABEL_VERSION),
+    "1 for each version of an agent this process has run an execution of.",
+)  # fmt: skip
+VERSION_EXECUTIONS_FINISHED: Final = MetricSpec(
+    "agent_version_executions_finished_total", "counter", (LABEL_AGENT, LABEL_VERSION, LABEL_STATUS),
+    "Executions that ended, by agent version and terminal status.",
+)  # fmt: skip
+VERSION_EXECUTION_DURATION: Final = MetricSpec(
+    "agent_version_execution_duration_seconds", "histogram", (LABEL_AGENT, LABEL_VERSION),
+    "Runtime of an execution (pending excluded), by agent version.", DURATION_BUCKETS,
+)  # fmt: skip
+VERSION_EXECUTION_EVALUATION_SCORE: Final = MetricSpec(
+    "agent_version_execution_evaluation_score", "histogram", (LABEL_AGENT, LABEL_VERSION),
+    "Mean evaluation score of an execution, 0-1, by agent version.", SCORE_BUCKETS,
+)  # fmt: skip
+VERSION_TOOL_CALLS: Final = MetricSpec(
+    "agent_version_tool_calls_total", "counter", (LABEL_AGENT, LABEL_VERSION, LABEL_OUTCOME),
+    "Tool and integration calls, by agent version and outcome.",
+)  # fmt: skip
+VERSION_TOKENS: Final = MetricSpec(
+    "agent_version_tokens_total", "counter", (LABEL_AGENT, LABEL_VERSION, LABEL_TYPE),
+    "Tokens used, by agent version and type (input, output).",
+)  # fmt: skip
+
 METRICS: Final[tuple[MetricSpec, ...]] = (
     EXECUTIONS_STARTED, EXECUTIONS_FINISHED, EXECUTION_FAILURES, EXECUTION_DURATION,
     EXECUTION_EVALUATION_SCORE, EXECUTIONS_IN_PROGRESS, EXECUTIONS_PENDING, EXECUTION_PENDING_OLDEST,
     EXECUTION_PENDING_DURATION, STEPS, STEP_DURATION, STEP_EVALUATION_SCORE, EVALUATIONS, TOOL_CALLS,
     TOOL_CALL_DURATION, TOKENS, BRANCH_DECISIONS, OBJECTIVE, EXPORTER_DROPPED, SAMPLING_DECISIONS,
     TASKS_WAITING, TASKS_WAITING_OLDEST,
+    AGENT_INFO, VERSION_EXECUTIONS_FINISHED, VERSION_EXECUTION_DURATION, VERSION_EXECUTION_EVALUATION_SCORE,
+    VERSION_TOOL_CALLS, VERSION_TOKENS,
 )  # fmt: skip
 
 
@@ -310,6 +342,7 @@ OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 ATTR_GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 ATTR_GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 ATTR_GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+ATTR_GEN_AI_AGENT_VERSION: Final = "gen_ai.agent.version"
 ATTR_GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 ATTR_GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
 ATTR_GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
@@ -357,8 +390,8 @@ EVENT_REVIEW_FLAG: Final = "task.review.flagged"
 ATTR_REVIEW_REASON: Final = "task.review.reason"
 
 SPAN_ATTRIBUTES: Final = (
-    ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_WORKFLOW_NAME, ATTR_GEN_AI_AGENT_NAME, ATTR_GEN_AI_TOOL_NAME,
-    ATTR_GEN_AI_TOOL_CALL_ID, ATTR_GEN_AI_USAGE_INPUT_TOKENS, ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
+    ATTR_GEN_AI_OPERATION_NAME, ATTR_GEN_AI_WORKFLOW_NAME, ATTR_GEN_AI_AGENT_NAME, ATTR_GEN_AI_AGENT_VERSION,
+    ATTR_GEN_AI_TOOL_NAME, ATTR_GEN_AI_TOOL_CALL_ID, ATTR_GEN_AI_USAGE_INPUT_TOKENS, ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
     ATTR_ERROR_TYPE, ATTR_TASK_ID, ATTR_TASK_TRIGGER, ATTR_TASK_STATUS, ATTR_TASK_FAILURE_CAUSE,
     ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_TASK_SAMPLING_REASON, ATTR_STEP_NAME,
     ATTR_STEP_INDEX, ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,

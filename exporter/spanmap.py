@@ -51,6 +51,7 @@ _OI_ROLES = {"AGENT": AGENT, "CHAIN": CHAIN, "LLM": LLM, "TOOL": TOOL}
 
 ATTR_TASK_TRIGGER = sc.ATTR_TASK_TRIGGER
 ATTR_TASK_ID = sc.ATTR_TASK_ID
+_MAX_VERSION = 100  # characters of a version read from a span, as of any name the library records
 
 
 class SpanSummary(NamedTuple):
@@ -70,6 +71,7 @@ class SpanSummary(NamedTuple):
     trigger: str | None = None  # task.trigger, from attributes or `exporter.task()`
     task_id: str | None = None
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
+    version: str | None = None  # gen_ai.agent.version, on an agent / chain span
 
 
 def _int(v: Any) -> int:
@@ -132,7 +134,7 @@ def summarize(
     if status_error or error_type:
         error = _str(error_type) or _exception_type(events) or status_description or "error"
     tin = tout = 0
-    tool = agent = trigger = task_id = None
+    tool = agent = trigger = task_id = version = None
     if role == LLM:
         tin = _int(get(sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS)) or _int(get("llm.token_count.prompt"))
         tout = _int(get(sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS)) or _int(get("llm.token_count.completion"))
@@ -144,6 +146,8 @@ def summarize(
         agent = _str(get(sc.ATTR_GEN_AI_AGENT_NAME)) or _str(get("agent.name"))
         trigger = _str(get(ATTR_TASK_TRIGGER))
         task_id = _str(get(ATTR_TASK_ID))
+        version = _str(get(sc.ATTR_GEN_AI_AGENT_VERSION))
+        version = version[:_MAX_VERSION] if version else None
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
     if events:
         evaluations = tuple(
@@ -156,7 +160,21 @@ def summarize(
             if n == sc.EVENT_EVALUATION
         )
     return SpanSummary(
-        span_id, parent_id, name, role, error, start_ns, end_ns, agent, tool, tin, tout, trigger, task_id, evaluations
+        span_id,
+        parent_id,
+        name,
+        role,
+        error,
+        start_ns,
+        end_ns,
+        agent,
+        tool,
+        tin,
+        tout,
+        trigger,
+        task_id,
+        evaluations,
+        version,
     )
 
 
@@ -226,17 +244,19 @@ def assemble(
     exemplar: Mapping[str, str] | None,
     natives: Mapping[int, Native] | None = None,
     task: Mapping[int, tuple[str | None, str | None]] | None = None,
+    version: str | None = None,
 ) -> list[Event]:
     """The events of a finished subtree of one trace.
 
     `natives` maps the library's own execution/step span ids to their identity, so framework
     spans under them fill the native execution instead of counting a new one; `task` maps span
-    ids to (trigger, task id) given by `exporter.task()` when the span started.
+    ids to (trigger, task id) given by `exporter.task()` when the span started; `version` is the
+    agent version of executions whose span carries no `gen_ai.agent.version` (the process default).
     """
     tree = Subtree(spans)
     out: list[Event] = []
     for root in tree.roots():
-        _visit(tree, root, None, out, trace_id, exemplar, natives or {}, task or {})
+        _visit(tree, root, None, out, trace_id, exemplar, natives or {}, task or {}, version)
     return out
 
 
@@ -249,6 +269,7 @@ def _visit(
     exemplar: Mapping[str, str] | None,
     natives: Mapping[int, Native],
     task: Mapping[int, tuple[str | None, str | None]],
+    version: str | None,
 ) -> None:
     """Find executions (framework agent spans, or native ones) from `span` down."""
     found = natives.get(span.span_id)
@@ -261,10 +282,10 @@ def _visit(
         _contents(tree, span, inside.ref, inside.step, out)
         return
     elif span.role in (AGENT, CHAIN):
-        _execution(tree, span, out, trace_id, exemplar, task)
+        _execution(tree, span, out, trace_id, exemplar, task, version)
         return
     for child in tree.children.get(span.span_id, ()):
-        _visit(tree, child, native, out, trace_id, exemplar, natives, task)
+        _visit(tree, child, native, out, trace_id, exemplar, natives, task, version)
 
 
 def _execution(
@@ -274,13 +295,14 @@ def _execution(
     trace_id: str | None,
     exemplar: Mapping[str, str] | None,
     task: Mapping[int, tuple[str | None, str | None]],
+    version: str | None,
 ) -> None:
     given = task.get(root.span_id, (None, None))
     span_hex = format(root.span_id, "016x")
     trigger = given[0] or root.trigger or sc.UNKNOWN_LABEL_VALUE
     task_id = given[1] or root.task_id or span_hex
     agent = root.agent or _agent_below(tree, root) or root.name
-    ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar)
+    ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar, root.version or version)
     out.append(ExecutionStarted(ref))
     found = _contents(tree, root, ref, None, out)
     status, cause, message = sc.ExecutionStatus.COMPLETED.value, None, None

@@ -47,7 +47,7 @@ def test_invalid_score_with_passed_still_counts_the_result():
     with testing.capture() as cap:
         with exporter.execution("a") as run, run.step("s") as s:
             s.evaluate("accuracy", score=math.nan, passed=True)
-        assert cap.value("agent_evaluations_total", agent="a", step="s", result="pass") == 1
+        assert cap.value("agent_evaluations_total", agent="a", step="s", evaluation="accuracy", result="pass") == 1
         assert dropped(cap, "invalid_score") == 1
 
 

@@ -26,7 +26,9 @@ PROVISIONING = ROOT / "grafana" / "provisioning"
 DATASOURCES_FILE = PROVISIONING / "datasources" / "datasources.yml"
 PROVIDERS_FILE = PROVISIONING / "dashboards" / "dashboards.yml"
 
-PROMETHEUS_UIDS = {"agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations", "agent-tools"}
+PROMETHEUS_UIDS = {
+    "agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations", "agent-tools", "agent-versions",
+}  # fmt: skip
 TASKS_UID = "agent-tasks"  # SQL on the task store (tests/test_dashboards_tasks_live.py)
 EXPECTED_UIDS = PROMETHEUS_UIDS | {TASKS_UID}
 DATASOURCE_UIDS = {
@@ -37,6 +39,9 @@ DASHBOARDS_MOUNT = "/var/lib/grafana/dashboards"  # where the compose stack moun
 UNITS = {"percentunit", "s", "short", "opm", "none"}
 ALLOWED_WINDOWS = {"$__rate_interval"}
 AGGREGATION_WINDOW = "$" + build.AGGREGATION_VAR
+RANGE_WINDOW = "$__range"
+# Variables that take one value: the versions dashboard compares two versions of one agent.
+SINGLE_VALUE = {("agent-versions", "agent"), ("agent-versions", "version_a"), ("agent-versions", "version_b")}
 
 # Keys Grafana 11 documents for provisioning files (docs/sources/administration/provisioning/index.md).
 DATASOURCE_KEYS = {
@@ -205,6 +210,8 @@ def test_every_rate_uses_rate_interval_or_the_aggregation_variable() -> None:
             if window == AGGREGATION_WINDOW:
                 assert panel.get("interval") == build.TRENDS_STEP, panel["title"]
                 assert any(v["name"] == build.AGGREGATION_VAR for v in dash["templating"]["list"])
+            elif window == RANGE_WINDOW:  # a summary of the whole selected range: instant queries only
+                assert target["instant"], f"{panel['title']}: [$__range] outside an instant query"
             else:
                 assert window in ALLOWED_WINDOWS, f"{panel['title']}: [{window}]"
     assert seen_rates > 50
@@ -236,7 +243,9 @@ def test_every_metric_a_query_references_is_defined_by_semconv() -> None:
 
 def test_every_library_metric_is_on_some_dashboard() -> None:
     """Each metric family of semconv.METRICS is queried by at least one panel."""
-    used = set().union(*(metric_names(t["expr"]) for _, _, t in targets()))
+    exprs = [t["expr"] for _, _, t in targets()]
+    exprs += [a["expr"] for d in DASHBOARDS.values() for a in d["annotations"]["list"] if "expr" in a]
+    used = set().union(*(metric_names(e) for e in exprs))
     missing = [s.name for s in semconv.METRICS if not used & set(semconv.exposed_series_names(s))]
     assert not missing
 
@@ -252,20 +261,24 @@ def test_objective_lines_read_agent_objective() -> None:
 
 
 def test_variables_are_multi_value_label_values_and_all_used() -> None:
-    """agent (and trigger, tool) come from label_values, allow several values and All; each is used."""
+    """agent (and trigger, tool) come from label_values, allow several values and All (one value on the
+    versions dashboard, which compares two versions of one agent); each is used."""
     for dash in DASHBOARDS.values():
         variables = {v["name"]: v for v in dash["templating"]["list"]}
         assert "agent" in variables
         assert variables["agent"]["definition"] == f"label_values({semconv.EXECUTIONS_STARTED.name}, agent)"
         exprs = " ".join(t["expr"] for t in (t for p in dash["panels"] for t in p["targets"]))
         for name, var in variables.items():
-            if var["type"] == "query":
+            if var["type"] == "query" and (dash["uid"], name) in SINGLE_VALUE:
+                assert not var["multi"] and not var["includeAll"] and "allValue" not in var
+                assert f"${name}" in exprs, f"{dash['uid']}: ${name} unused"
+            elif var["type"] == "query":
                 assert var["multi"] and var["includeAll"] and var["allValue"] == ".*"
                 assert var["definition"].startswith("label_values(")
                 assert f"${name}" in exprs, f"{dash['uid']}: ${name} unused"
             if var["type"] == "custom":
                 assert f"${name}" in exprs
-        referenced = set(re.findall(r"\$\{?(\w+)", exprs)) - {"__rate_interval"}
+        referenced = set(re.findall(r"\$\{?(\w+)", exprs)) - {"__rate_interval", "__range"}
         assert referenced <= set(variables), referenced - set(variables)
     trigger_dashboards = {d["uid"] for d in DASHBOARDS.values() if "$trigger" in json.dumps(d["panels"])}
     assert {"agent-overview", "agent-completion-trends", "agent-runtime"} <= trigger_dashboards

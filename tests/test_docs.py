@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import exporter
 from exporter import semconv as sc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +51,8 @@ def test_docs_name_no_metric_or_attribute_the_code_lacks(doc):
     """No backticked agent_* metric or task.* / gen_ai.* attribute in the docs is unknown to the code."""
     text = (ROOT / doc).read_text()
     series = {s for spec in sc.METRICS for s in (spec.name, *sc.exposed_series_names(spec))}
-    metrics = set(re.findall(r"`(agent_[a-z_]+)(?:\{[^`]*\})?`", text)) - {"agent_exporter"}  # the logger
+    keywords = set(inspect.signature(exporter.configure).parameters)  # e.g. `agent_version`
+    metrics = set(re.findall(r"`(agent_[a-z_]+)(?:\{[^`]*\})?`", text)) - {"agent_exporter"} - keywords
     assert metrics <= series, metrics - series
     known = {*sc.SPAN_ATTRIBUTES, *sc.EVENT_ATTRIBUTES, *sc.EVENTS}
     attrs = set(re.findall(r"`((?:task|gen_ai)\.[a-z_.]+)`", text))

@@ -130,8 +130,9 @@ def test_evaluations_and_review_statuses():
                 assert s.evaluate("tone", score=0.5, passed=True) == "pass"  # under review threshold
             with run.step("Route") as s:
                 s.flag_for_review("amount near the limit")
-        assert cap.value("agent_evaluations_total", agent="a", step="Extract", result="pass") == 1
-        assert cap.value("agent_evaluations_total", agent="a", step="Classify", result="fail") == 1
+        evals = "agent_evaluations_total"
+        assert cap.value(evals, agent="a", step="Extract", evaluation="accuracy", result="pass") == 1
+        assert cap.value(evals, agent="a", step="Classify", evaluation="accuracy", result="fail") == 1
         assert cap.value("agent_steps_total", agent="a", step="Classify", status="failed") == 1
         assert cap.value("agent_steps_total", agent="a", step="Summarise", status="needs_review") == 1
         assert cap.value("agent_steps_total", agent="a", step="Route", status="needs_review") == 1
@@ -197,7 +198,8 @@ async def test_async_execution_and_decorated_steps():
         assert names.count("Fetch") == 1 and names.count("parse") == 1 and names.count("Reply") == 1
         fetch_span = by_name(cap.spans(), "Fetch")[0]
         assert fetch_span.attributes[sc.ATTR_GEN_AI_TOOL_NAME] == "gmail"
-        assert cap.value("agent_evaluations_total", agent="support", step="Fetch", result="pass") == 1
+        evals = "agent_evaluations_total"
+        assert cap.value(evals, agent="support", step="Fetch", evaluation="found", result="pass") == 1
         assert cap.value("agent_steps_total", agent="support", step="parse", status="passed") == 1
 
 

@@ -83,7 +83,7 @@ def test_executions_become_the_bridge_metrics(ingest: Factory) -> None:
     assert value(svc, "agent_tool_calls_total", **a, tool="lookup", outcome="error") == 1
     assert value(svc, "agent_steps_total", **a, step="chat step0", status="passed") == 3
     assert value(svc, "agent_tokens_total", **a, step="chat step1", type="input") == 20
-    assert value(svc, "agent_evaluations_total", **a, step="execution", result="pass") == 1
+    assert value(svc, "agent_evaluations_total", **a, step="execution", evaluation="relevance", result="pass") == 1
     assert value(svc, "agent_ingest_spans_received_total") == len(spans)
 
 

@@ -104,7 +104,7 @@ def test_node_agent_metrics_on_a_real_scrape_and_spans_downstream(
         'agent_tool_calls_total{agent="node-billing",tool="lookup",outcome="error"}': 1,
         'agent_steps_total{agent="node-billing",step="chat plan",status="passed"}': 4,
         'agent_tokens_total{agent="node-billing",step="chat answer",type="input"}': 400,
-        'agent_evaluations_total{agent="node-billing",step="execution",result="pass"}': 1,
+        'agent_evaluations_total{agent="node-billing",step="execution",evaluation="relevance",result="pass"}': 1,
         f"agent_execution_evaluation_score_count{{{a}}}": 1,
         "agent_ingest_spans_received_total": 16,
         'agent_ingest_forward_spans_total{outcome="sent"}': 16,

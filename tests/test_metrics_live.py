@@ -1,8 +1,9 @@
 """Acceptance 2 and 3: the library's /metrics as scraped over real HTTP, and by a real Prometheus.
 
 A scripted workload (several agents, every trigger, every failure cause, cancellations, a queued
-execution, a suspended-and-resumed one, tool errors and timeouts, tokens, evaluation scores,
-branch decisions) runs against the library; the expected totals are computed from the script
+execution, a suspended-and-resumed one, tool errors and timeouts, tokens, evaluation scores under
+several criteria, branch decisions, two agent versions: the process default and one given per
+execution) runs against the library; the expected totals are computed from the script
 itself, never written down by hand, and compared with what a scrape (or Prometheus) reports.
 """
 
@@ -33,6 +34,7 @@ OPENMETRICS_ACCEPT = "application/openmetrics-text; version=1.0.0; charset=utf-8
 AGENTS = ("invoice", "support", "triage")
 TRIGGERS = tuple(t.value for t in sc.Trigger)
 MIN_SCORE = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MIN_EVALUATION_SCORE]
+DEFAULT_VERSION = "v1"  # configure(agent_version=); plans with a version of their own say "v2"
 
 # How an execution ends. "raise:<cause>" raises the matching exception out of the `with`;
 # "fail:<cause>" calls run.fail(); "tool:<cause>" raises from inside a tool call (the step and
@@ -83,6 +85,7 @@ class RunPlan:
     steps: tuple[StepPlan, ...]
     ending: str
     queued: bool = False
+    version: str | None = None  # None: the process default (DEFAULT_VERSION)
 
 
 @dataclass
@@ -102,6 +105,12 @@ class Expected:
     exec_score_sum: dict[tuple[str, ...], float] = field(default_factory=dict)
     branches: Counter[tuple[str, ...]] = field(default_factory=Counter)
     pending_count: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    version_finished: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    version_tool_calls: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    version_tokens: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    version_score_count: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    version_score_sum: dict[tuple[str, ...], float] = field(default_factory=dict)
+    version_info: Counter[tuple[str, ...]] = field(default_factory=Counter)
 
 
 def make_plans(round_no: int) -> list[RunPlan]:
@@ -138,6 +147,7 @@ def make_plans(round_no: int) -> list[RunPlan]:
                 steps=steps,
                 ending=ENDINGS[(i + 2 * round_no) % len(ENDINGS)],
                 queued=k % 7 == 0,
+                version="v2" if k % 3 == 0 else None,
             )
         )
     return plans
@@ -157,8 +167,11 @@ def expected_of(plans: list[RunPlan]) -> Expected:
     for p in plans:
         cause = _cause(p.ending)
         status = "cancelled" if p.ending == "cancelled" else ("failed" if cause else "completed")
+        version = p.version or DEFAULT_VERSION
         e.started[(p.agent, p.trigger)] += 1
         e.finished[(p.agent, p.trigger, status)] += 1
+        e.version_finished[(p.agent, version, status)] += 1
+        e.version_info[(p.agent, version)] = 1
         if cause:
             e.failures[(p.agent, p.trigger, cause)] += 1
         if p.queued:
@@ -169,14 +182,16 @@ def expected_of(plans: list[RunPlan]) -> Expected:
         for n, s in enumerate(p.steps, 1):
             last = n == len(p.steps)
             step_status = "passed"
-            for outcome in s.calls:
-                e.tool_calls[(p.agent, s.tool or "", outcome)] += 1
+            outcomes = list(s.calls)
             if last and p.ending.startswith("tool:"):  # the final step's tool call fails the execution
-                e.tool_calls[(p.agent, s.tool or "", "timeout" if cause == "timeout" else "error")] += 1
+                outcomes.append("timeout" if cause == "timeout" else "error")
                 step_status = "failed"
-            for v in s.scores:
+            for outcome in outcomes:
+                e.tool_calls[(p.agent, s.tool or "", outcome)] += 1
+                e.version_tool_calls[(p.agent, version, outcome)] += 1
+            for n_score, v in enumerate(s.scores):
                 result = "pass" if v >= MIN_SCORE else "fail"
-                e.evaluations[(p.agent, s.name, result)] += 1
+                e.evaluations[(p.agent, s.name, f"criterion_{n_score}", result)] += 1
                 e.step_score_count[(p.agent, s.name)] += 1
                 e.step_score_sum[(p.agent, s.name)] = e.step_score_sum.get((p.agent, s.name), 0.0) + v
                 if result == "fail":
@@ -188,12 +203,16 @@ def expected_of(plans: list[RunPlan]) -> Expected:
             for kind, amount in zip(("input", "output"), s.tokens, strict=True):
                 if amount:
                     e.tokens[(p.agent, s.name, kind)] += amount
+                    e.version_tokens[(p.agent, version, kind)] += amount
             if s.branch:
                 e.branches[(p.agent, s.name, s.branch[0])] += 1
         if scores:
             e.exec_score_count[(p.agent, p.trigger)] += 1
             key = (p.agent, p.trigger)
             e.exec_score_sum[key] = e.exec_score_sum.get(key, 0.0) + sum(scores) / len(scores)
+            vkey = (p.agent, version)
+            e.version_score_count[vkey] += 1
+            e.version_score_sum[vkey] = e.version_score_sum.get(vkey, 0.0) + sum(scores) / len(scores)
     return e
 
 
@@ -241,6 +260,8 @@ def run_plan(p: RunPlan, trace_ids: set[str]) -> None:
     if p.ending == "max_duration":
         kwargs["max_duration"] = 0.05
     try:
+        if p.version is not None:
+            kwargs["version"] = p.version
         with exporter.execution(p.agent, trigger=p.trigger, task_id=p.task_id, description=p.ending, **kwargs) as run:
             assert run.trace_id, "the execution has no trace id"
             trace_ids.add(run.trace_id)
@@ -260,7 +281,7 @@ def run_plan(p: RunPlan, trace_ids: set[str]) -> None:
                 run.fail(cause, f"scripted {cause}")
             elif p.ending.startswith("raise:"):
                 raise _RAISE[cause or "error"](f"scripted {cause}")
-        if p.ending == "suspend_resume":
+        if p.ending == "suspend_resume":  # the carrier keeps the version, whatever this process runs
             with exporter.resume_execution(carrier) as run2:
                 assert run2.trace_id == run.trace_id
                 for s in resumed:
@@ -283,6 +304,7 @@ def run_workload(rounds: int, pause: float = 0.0) -> tuple[list[RunPlan], set[st
     assert {_cause(p.ending) for p in plans} - {None} == {c.value for c in sc.FailureCause}
     assert {p.trigger for p in plans} == set(TRIGGERS)
     assert any(p.queued for p in plans) and any(p.ending == "cancelled" for p in plans)
+    assert {p.version for p in plans if p.ending == "suspend_resume"} >= ({None, "v2"} if rounds >= 3 else set())
     return plans, trace_ids
 
 
@@ -351,6 +373,7 @@ def live_library(tmp_path: Path) -> int:
         registry=fresh_registry(),
         set_global_tracer_provider=False,
         log_level="warning",
+        agent_version=DEFAULT_VERSION,
     )
     return port
 
@@ -442,6 +465,14 @@ def _by(prom: PrometheusServer, expr: str, labels: tuple[str, ...]) -> dict[tupl
     return out
 
 
+def _sum_over_status(finished: Counter[tuple[str, ...]]) -> Counter[tuple[str, ...]]:
+    """(agent, version, status) counts summed to (agent, version)."""
+    out: Counter[tuple[str, ...]] = Counter()
+    for (agent, version, _status), n in finished.items():
+        out[(agent, version)] += n
+    return out
+
+
 def _approx_equal(got: dict[tuple[str, ...], float], want: dict[tuple[str, ...], float]) -> bool:
     return set(got) == set(want) and all(math.isclose(got[k], want[k], rel_tol=1e-9) for k in want)
 
@@ -477,7 +508,32 @@ def test_prometheus_scrapes_the_workload_and_reports_it_back(
         "steps": (_by(prom, "agent_steps_total", ("agent", "step", "status")), e.steps),
         "tool calls": (_by(prom, "agent_tool_calls_total", ("agent", "tool", "outcome")), e.tool_calls),
         "tokens": (_by(prom, "agent_tokens_total", ("agent", "step", "type")), e.tokens),
-        "evaluations": (_by(prom, "agent_evaluations_total", ("agent", "step", "result")), e.evaluations),
+        "evaluations": (
+            _by(prom, "agent_evaluations_total", ("agent", "step", "evaluation", "result")),
+            e.evaluations,
+        ),
+        "version finished": (
+            _by(prom, "agent_version_executions_finished_total", ("agent", "version", "status")),
+            e.version_finished,
+        ),
+        "version duration count": (
+            _by(prom, "agent_version_execution_duration_seconds_count", ("agent", "version")),
+            _sum_over_status(e.version_finished),
+        ),
+        "version score count": (
+            _by(prom, "agent_version_execution_evaluation_score_count", ("agent", "version")),
+            e.version_score_count,
+        ),
+        "version score sum": (
+            _by(prom, "agent_version_execution_evaluation_score_sum", ("agent", "version")),
+            e.version_score_sum,
+        ),
+        "version tool calls": (
+            _by(prom, "agent_version_tool_calls_total", ("agent", "version", "outcome")),
+            e.version_tool_calls,
+        ),
+        "version tokens": (_by(prom, "agent_version_tokens_total", ("agent", "version", "type")), e.version_tokens),
+        "agent info": (_by(prom, "agent_info", ("agent", "version")), e.version_info),
         "branches": (_by(prom, "agent_branch_decisions_total", ("agent", "step", "path")), e.branches),
         "step score count": (_by(prom, "agent_step_evaluation_score_count", ("agent", "step")), e.step_score_count),
         "step score sum": (_by(prom, "agent_step_evaluation_score_sum", ("agent", "step")), e.step_score_sum),
