@@ -322,3 +322,14 @@ def test_a_trace_made_but_exported_nowhere_is_not_linked(
     assert exporter.flush(10)
     (row,) = rows(store)
     assert row["trace_id"] is not None and not row["trace_kept"]
+
+
+def test_a_row_carries_the_agent_version(store_url: str, store: Backend) -> None:
+    """The version of issue 16 reaches the list: per execution, else the process default."""
+    configure(store_url, tracing=False, agent_version="v1")
+    with exporter.execution("a", "email", task_id="default"):
+        pass
+    with exporter.execution("a", "email", task_id="canary", version="v2"):
+        pass
+    assert exporter.flush(10)
+    assert {r["task_id"]: r["version"] for r in rows(store)} == {"default": "v1", "canary": "v2"}
