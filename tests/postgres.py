@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import LOCALHOST, free_port, wait_until
+from tests.servers import LOCALHOST, free_port, missing, wait_until
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends postgresql"
 _databases = itertools.count(1)
@@ -36,10 +36,7 @@ def postgres_bin(name: str) -> str:
     path = found[0] if found else shutil.which(name)
     if path:
         return path
-    reason = f"PostgreSQL's {name} not installed: {INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    missing(f"PostgreSQL's {name} not installed: {INSTALL_HINT}")
 
 
 def _as_server_user(argv: list[str]) -> list[str]:
@@ -145,10 +142,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        reason = "psycopg not installed: pip install 'agent-exporter[tasks-postgresql]'"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        missing("psycopg not installed: pip install 'agent-exporter[tasks-postgresql]'")
     server = PostgresServer().start()
     try:
         yield server

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, NoReturn, Self, TypeVar
 
 import pytest
 import yaml
@@ -53,6 +53,7 @@ __all__ = [
     "alertmanager_factory",
     "decode_spans",
     "free_port",
+    "missing",
     "otlp_receiver",
     "prometheus_factory",
     "require_binary",
@@ -81,7 +82,11 @@ def require_binary(name: str, *alternatives: str) -> str:
         path = shutil.which(candidate)
         if path:
             return path
-    reason = f"{name} not installed: {INSTALL_HINT} (or put {name} on PATH)"
+    missing(f"{name} not installed: {INSTALL_HINT} (or put {name} on PATH)")
+
+
+def missing(reason: str) -> NoReturn:
+    """Something a test needs is not installed: fail under CI (must not go unnoticed), skip locally."""
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
