@@ -333,3 +333,37 @@ def test_a_row_carries_the_agent_version(store_url: str, store: Backend) -> None
         pass
     assert exporter.flush(10)
     assert {r["task_id"]: r["version"] for r in rows(store)} == {"default": "v1", "canary": "v2"}
+
+
+CRASH_AFTER_SUSPEND = """
+import json, os, sys, time
+import exporter
+exporter.configure("t", metrics_port=None, tracing=False, task_store=sys.argv[1], log_level="off")
+with exporter.execution("hitl", "email", task_id="crashed") as run:
+    with run.step("draft"):
+        pass
+    carrier = run.suspend("approval")
+print(json.dumps(carrier), flush=True)
+time.sleep(0.2)  # the writer's next cycle would be 0.5 s away
+os._exit(9)  # a crash: no flush, no shutdown, no atexit
+"""
+
+
+def test_a_crash_right_after_suspend_loses_nothing(store_url: str, store: Backend) -> None:
+    """The process that suspended dies at once: the row says waiting, and any process resumes it."""
+    out = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_SUSPEND, store_url],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 9, out.stderr
+    carrier = json.loads(out.stdout)
+    (row,) = rows(store)
+    assert row["status"] == "pending" and row["waiting_since"] == carrier["suspended_at"]
+    assert row["steps_done"] == 1
+    configure(store_url, tracing=False)
+    with exporter.resume_execution(carrier) as run:
+        with run.step("send"):
+            pass
+    assert exporter.flush(10)
+    (row,) = rows(store)
+    assert row["status"] == "completed" and row["steps_done"] == 2 and row["waiting_reason"] is None

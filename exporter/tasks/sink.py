@@ -99,6 +99,10 @@ class TaskSink:
             self._drop(DropReason.TASK_STORE_FULL, 1, f"task store queue full ({self.max_queue} events); event dropped")
             return
         self._q.append((time.time(), event))
+        if type(event) is ExecutionSuspended:
+            # The process may end right after handing the carrier on: write the wait now, not
+            # within the next 0.5 s, so that a crash after suspend() leaves the row waiting.
+            self._wake.set()
 
     # ------------------------------------------------------------------ the writer
 
