@@ -84,6 +84,8 @@ class TaskSink:
         self._retry_at = 0.0
         self._backoff = 1.0
         self._refresh_at = 0.0
+        self._refresh_asked = 0  # refresh_now() calls so far
+        self._refresh_done = 0  # the last of them a refresh has answered
         self._purge_at = 0.0
         self._shown: set[tuple[str, str]] = set()  # waiting gauge label pairs set so far
         self._thread = threading.Thread(target=self._run, name="agent-exporter-tasks", daemon=True)
@@ -132,9 +134,11 @@ class TaskSink:
         if self._held and (now >= self._retry_at or self._stopping):
             self._write(now)
         if now >= self._retry_at:
-            if now >= self._refresh_at:
+            asked = self._refresh_asked  # read before the refresh: a later ask needs a later one
+            if now >= self._refresh_at or asked != self._refresh_done:
                 self._refresh_at = now + self.refresh_interval
                 self._refresh()
+                self._refresh_done = asked
             if now >= self._purge_at and self.retention > 0:
                 self._purge_at = now + PURGE_EVERY
                 self._purge()
@@ -217,10 +221,17 @@ class TaskSink:
             self._reader = Backend(self.backend.url)
         return self._reader
 
-    def refresh_now(self, timeout: float = 5.0) -> None:
-        """Read the waiting summary at the next writer cycle (tests, the CLI's snapshot)."""
-        self._refresh_at = 0.0
+    def refresh_now(self, timeout: float = 5.0) -> bool:
+        """Write what is queued, then read the waiting summary once more (tests); True if done in time."""
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
+        self._refresh_asked += 1
+        asked = self._refresh_asked
+        while self._refresh_done < asked and time.monotonic() < deadline:
+            self._idle.clear()
+            self._wake.set()
+            self._idle.wait(0.05)
+        return self._refresh_done >= asked
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (bounded by `timeout`), then stop the writer and disconnect."""
