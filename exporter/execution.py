@@ -230,6 +230,14 @@ class Execution:
             self.exemplar = exemplar_of(self.trace_id)
             self.ref = self.ref._replace(exemplar=self.exemplar)
 
+    def _end_attrs(self) -> dict[str, Any]:
+        """The attributes every part's span ends with: its status and the tokens used so far."""
+        return {
+            sc.ATTR_TASK_STATUS: self.status,
+            sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
+            sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
+        }
+
     def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool:
         """End this part's span with `attrs` and the sampling decision; True if its trace is exported."""
         held = self._sampling is not None
@@ -357,11 +365,7 @@ class Execution:
             status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
             message = f"execution ran {runtime:.1f}s, over its maximum duration of {self.max_duration:g}s"
         self.status = status
-        attrs: dict[str, Any] = {
-            sc.ATTR_TASK_STATUS: status,
-            sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
-            sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
-        }
+        attrs = self._end_attrs()
         mean = None
         if self._score_n:
             mean = self._score_sum / self._score_n
@@ -490,12 +494,7 @@ class Execution:
             )
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
-            attrs: dict[str, Any] = {
-                sc.ATTR_TASK_STATUS: self.status,
-                sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
-                sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
-            }
-            kept = self._end_span(None, None, self._active, attrs)
+            kept = self._end_span(None, None, self._active, self._end_attrs())
             self._rec.record(ExecutionSuspended(self.ref, reason, carrier["suspended_at"], kept))
             return carrier
         except Exception as exc:  # noqa: BLE001
