@@ -101,6 +101,7 @@ class Execution:
         version = version if version is not None else state.settings.agent_version  # the process default
         self.version: str | None = None if version is None else rec.name(version, "agent version")
         self.description = description
+        self._description: str | None = None  # cleaned (masked, bounded) on enter, for spans, store, carrier
         self.objectives = state.settings.objectives_for(self.agent)
         md = max_duration if max_duration is not None else state.settings.max_duration
         if md is not None and (not isinstance(md, int | float) or not md > 0):
@@ -137,12 +138,6 @@ class Execution:
         self._head_dropped = False  # the head sampler dropped the trace (counted as such)
 
     # ------------------------------------------------------------------ helpers
-
-    def _description(self) -> str | None:
-        """For the task store only (spans clean it themselves): masked and bounded."""
-        if self.description is None or self._rec.tasks is None:
-            return None
-        return clean_text(self.description, 1024)
 
     @property
     def ended(self) -> bool:
@@ -187,7 +182,7 @@ class Execution:
             sc.ATTR_TASK_TRIGGER: self.trigger,
         }
         if self.description is not None:
-            attrs[sc.ATTR_TASK_DESCRIPTION] = clean_text(self.description, 1024)
+            attrs[sc.ATTR_TASK_DESCRIPTION] = self._description = clean_text(self.description, 1024)
         if self.version is not None:
             attrs[sc.ATTR_GEN_AI_AGENT_VERSION] = self.version
         self._span = span = st.tracing.tracer.start_span(
@@ -234,6 +229,14 @@ class Execution:
         if self.exemplar is None and self._rec.exemplars:
             self.exemplar = exemplar_of(self.trace_id)
             self.ref = self.ref._replace(exemplar=self.exemplar)
+
+    def _end_attrs(self) -> dict[str, Any]:
+        """The attributes every part's span ends with: its status and the tokens used so far."""
+        return {
+            sc.ATTR_TASK_STATUS: self.status,
+            sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
+            sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
+        }
 
     def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool:
         """End this part's span with `attrs` and the sampling decision; True if its trace is exported."""
@@ -291,7 +294,7 @@ class Execution:
         rec = self._rec
         if not self._started:
             self._started = True
-            rec.record(ExecutionStarted(self.ref, self._description()))
+            rec.record(ExecutionStarted(self.ref, self._description))
         rec.record(ExecutionRunning(self.ref, True))
         self.status = sc.ExecutionStatus.IN_PROGRESS.value
         self._phase = RUNNING
@@ -356,17 +359,13 @@ class Execution:
             self._leave_pending()
             if not self._started:  # cancelled or failed while queued: started and finished
                 self._started = True
-                rec.record(ExecutionStarted(self.ref, self._description()))
+                rec.record(ExecutionStarted(self.ref, self._description))
         runtime = self._active
         if status == COMPLETED and self.max_duration is not None and runtime > self.max_duration:
             status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
             message = f"execution ran {runtime:.1f}s, over its maximum duration of {self.max_duration:g}s"
         self.status = status
-        attrs: dict[str, Any] = {
-            sc.ATTR_TASK_STATUS: status,
-            sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
-            sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
-        }
+        attrs = self._end_attrs()
         mean = None
         if self._score_n:
             mean = self._score_sum / self._score_n
@@ -489,18 +488,13 @@ class Execution:
                 score_n=self._score_n,
                 tokens_in=self._tokens_in,
                 tokens_out=self._tokens_out,
-                description=None if self.description is None else clean_text(self.description, 1024),
+                description=self._description,
                 max_duration=self.max_duration,
                 version=self.version,
             )
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
-            attrs: dict[str, Any] = {
-                sc.ATTR_TASK_STATUS: self.status,
-                sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
-                sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
-            }
-            kept = self._end_span(None, None, self._active, attrs)
+            kept = self._end_span(None, None, self._active, self._end_attrs())
             self._rec.record(ExecutionSuspended(self.ref, reason, carrier["suspended_at"], kept))
             return carrier
         except Exception as exc:  # noqa: BLE001

@@ -143,9 +143,9 @@ class Recorder:
             m.child(sc.EXECUTION_PENDING_DURATION, agent, e.reason).observe(e.waited, ref.exemplar)
         if e.key is None:  # a carrier resumed: this process's part begins, and runs that version
             m.child(sc.AGENT_INFO, agent, self._version(agent, ref)).set(1)
-        if e.key is None and self.log_level <= INFO:
-            waited = None if e.waited is None else round(e.waited, 3)
-            self._log(INFO, sc.LOG_EXECUTION_RESUMED, ref, reason=e.reason, pending_seconds=waited)
+            if self.log_level <= INFO:
+                waited = None if e.waited is None else round(e.waited, 3)
+                self._log(INFO, sc.LOG_EXECUTION_RESUMED, ref, reason=e.reason, pending_seconds=waited)
 
     def _suspended(self, e: ExecutionSuspended) -> None:
         if self.log_level <= INFO:

@@ -80,3 +80,17 @@ def test_parse_names_each_bad_field():
     assert good == {"agent": "a", "started": True}
     assert {"trigger", "steps", "description", "traceparent", "task_id"} <= set(bad)
     assert "agent" not in bad and "started" not in bad
+
+
+def test_carrier_description_is_the_spans_masked_description():
+    """The carrier holds the description as the span shows it (masked), and the resumed part's span has the same."""
+    secret = "sk-abcdefghijklmnopqrstuvwxyz123456"
+    with testing.capture() as cap:
+        with exporter.execution("invoice", task_id="T-9", description=f"Invoice 9, token {secret}") as run:
+            carrier = run.suspend("approval")
+        with exporter.resume_execution(json.loads(json.dumps(carrier))):
+            pass
+    first, resumed = [s for s in cap.spans() if s.attributes.get(sc.ATTR_TASK_ID) == "T-9"]
+    assert secret not in carrier["description"]
+    assert carrier["description"] == first.attributes[sc.ATTR_TASK_DESCRIPTION]
+    assert resumed.attributes[sc.ATTR_TASK_DESCRIPTION] == carrier["description"]
