@@ -75,7 +75,9 @@ class ExecutionFinished(NamedTuple):
     runtime: float  # active seconds, pending time excluded
     score: float | None  # mean evaluation score, if any
     error: str | None = None  # a short, masked message for failures
-    trace_kept: bool | None = None  # the trace is exported (not dropped by sampling); None: no trace
+    # exported (True), dropped by sampling (False); None: the library exports no trace (none
+    # configured, or another tool's spans, exported by that tool)
+    trace_kept: bool | None = None
 
 
 class StepStarted(NamedTuple):

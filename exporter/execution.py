@@ -238,15 +238,17 @@ class Execution:
             sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
         }
 
-    def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool:
-        """End this part's span with `attrs` and the sampling decision; True if its trace is exported."""
+    def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool | None:
+        """End this part's span with `attrs` and the sampling decision: True if its trace is exported,
+        False if sampling dropped it, None if the library's spans go nowhere (nothing to link)."""
         held = self._sampling is not None
         reason = self._decide(status, cause, runtime, attrs)
         self._span.set_attributes(attrs)
         self._span.end()
         self._release(reason)
-        kept = self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
-        return kept and self._state.tracing.exports()
+        if not self._state.tracing.exports():
+            return None
+        return self.trace_id is not None and not self._head_dropped and (not held or reason is not None)
 
     def _decide(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> str | None:
         """Before the span ends: the keep reason on the span, and the exemplar when kept."""

@@ -321,7 +321,9 @@ def test_a_trace_made_but_exported_nowhere_is_not_linked(
         pass
     assert exporter.flush(10)
     (row,) = rows(store)
-    assert row["trace_id"] is not None and not row["trace_kept"]
+    assert row["trace_id"] is not None and row["trace_kept"] is None
+    (listed,) = list_tasks(store, Filters())
+    assert listed["trace_id"] is None and listed["trace"] == "not exported by agent-exporter"
 
 
 def test_a_row_carries_the_agent_version(store_url: str, store: Backend) -> None:

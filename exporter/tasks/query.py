@@ -82,13 +82,16 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
 
 
+NOT_EXPORTED = "not exported by agent-exporter"
+
+
 def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
     """A stored row as the list shows it (times in ISO 8601 UTC, the trace only when kept)."""
     kept = r["trace_kept"]
     if r["trace_id"] is None:
         trace = "none"
-    elif kept is None:  # running; or recorded from another tool's spans, whose export we do not see
-        trace = "not decided yet (running)" if r["ended_at"] is None else "unknown (exported by another tool)"
+    elif kept is None:  # running; no trace export configured; or another tool's spans, exported by it
+        trace = "not decided yet (running)" if r["ended_at"] is None else NOT_EXPORTED
     else:
         trace = "kept" if kept else "not kept (sampled out)"
     n = r["score_n"]
