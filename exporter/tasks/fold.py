@@ -24,6 +24,7 @@ from ..events import (
     StepStarted,
     TokensUsed,
 )
+from .schema import STATE
 
 IN_PROGRESS = sc.ExecutionStatus.IN_PROGRESS.value
 PENDING = sc.ExecutionStatus.PENDING.value
@@ -63,15 +64,9 @@ class Delta:
         if at < self.state_at:
             return
         self.state_at = at
-        self.status = status
-        self.cause = kw.get("cause")
-        self.error = kw.get("error")
-        self.ended_at = kw.get("ended_at")
-        self.runtime_seconds = kw.get("runtime_seconds")
-        self.waiting_reason = kw.get("waiting_reason")
-        self.waiting_since = kw.get("waiting_since")
-        self.score = kw.get("score")
-        self.trace_kept = kw.get("trace_kept")
+        kw["status"] = status
+        for name in STATE:
+            setattr(self, name, kw.get(name))
 
     def row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
