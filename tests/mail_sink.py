@@ -10,7 +10,6 @@ from __future__ import annotations
 import email
 import email.policy
 import importlib
-import os
 import ssl
 import threading
 from dataclasses import dataclass
@@ -19,9 +18,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, Self
 
-import pytest
-
-from tests.servers import LOCALHOST, free_port, wait_until
+from tests.servers import LOCALHOST, free_port, missing, wait_until
 
 
 def _require(module: str) -> ModuleType:
@@ -29,10 +26,7 @@ def _require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        reason = f"{module} not installed: pip install -e '.[test]'"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        missing(f"{module} not installed: pip install -e '.[test]'")
 
 
 @dataclass(frozen=True)

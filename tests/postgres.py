@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import LOCALHOST, free_port, missing, wait_until
+from tests.servers import LOCALHOST, _kill_group, free_port, missing, wait_until
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends postgresql"
 _databases = itertools.count(1)
@@ -105,14 +105,7 @@ class PostgresServer:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        _kill_group(proc, grace, sig)
         # the postmaster's children leave with it; give the port a moment to be free again
         time.sleep(0.1)
         # a killed postmaster leaves its pid and socket lock files: the next start would refuse

@@ -147,11 +147,11 @@ _LIVE_PROCESSES: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL it."""
+def _kill_group(proc: subprocess.Popen[bytes], grace: float, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (SIGTERM) to the process group, wait ``grace`` seconds, then SIGKILL it."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:

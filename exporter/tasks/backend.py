@@ -8,10 +8,11 @@ errors: the caller (the writer thread, the CLI) decides what a failure means.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .schema import ADVISORY_LOCK, SCHEMA_VERSION, TABLE, VERSION_TABLE, Dialect, migrations, upsert
@@ -131,29 +132,28 @@ class Backend:
     def _ph(self) -> str:
         return "?" if self.dialect == "sqlite" else "%s"
 
-    class _Tx:
-        def __init__(self, backend: Backend, conn: Any) -> None:
-            self.b, self.conn = backend, conn
-
-        def __enter__(self) -> Any:
-            self.cur = self.conn.cursor()
-            if self.b.dialect == "sqlite":
-                self.cur.execute("BEGIN IMMEDIATE")
-            return self.cur
-
-        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    @contextlib.contextmanager
+    def _transaction(self, conn: Any) -> Iterator[Any]:
+        """A cursor inside one transaction: committed if the block ends normally, else rolled back."""
+        sqlite = self.dialect == "sqlite"
+        cur = conn.cursor()
+        try:
+            if sqlite:
+                cur.execute("BEGIN IMMEDIATE")
             try:
-                if self.b.dialect == "sqlite":
-                    self.cur.execute("COMMIT" if exc_type is None else "ROLLBACK")
-                elif exc_type is None:
-                    self.conn.commit()
+                yield cur
+            except BaseException:
+                if sqlite:
+                    cur.execute("ROLLBACK")
                 else:
-                    self.conn.rollback()
-            finally:
-                self.cur.close()
-
-    def _transaction(self, conn: Any) -> Backend._Tx:
-        return Backend._Tx(self, conn)
+                    conn.rollback()
+                raise
+            if sqlite:
+                cur.execute("COMMIT")
+            else:
+                conn.commit()
+        finally:
+            cur.close()
 
     # ------------------------------------------------------------------ writes
 

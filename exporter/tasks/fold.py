@@ -1,8 +1,8 @@
 """Events -> one row change per execution: what a batch of events does to the task table.
 
 A `Delta` is the change a batch makes to one execution's row: counts to add, and the newest
-state (by event time). Deltas merge (counts add, the newer state wins), so a batch the database
-refused can be kept and merged with the next one: nothing is lost while the store is briefly down.
+state (by event time). A change the database refused is kept and the next batch is folded into
+it (counts add, the newer state wins): nothing is lost while the store is briefly down.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..events import (
     StepStarted,
     TokensUsed,
 )
-from .schema import ADDED
+from .schema import STATE
 
 IN_PROGRESS = sc.ExecutionStatus.IN_PROGRESS.value
 PENDING = sc.ExecutionStatus.PENDING.value
@@ -64,43 +64,12 @@ class Delta:
         if at < self.state_at:
             return
         self.state_at = at
-        self.status = status
-        self.cause = kw.get("cause")
-        self.error = kw.get("error")
-        self.ended_at = kw.get("ended_at")
-        self.runtime_seconds = kw.get("runtime_seconds")
-        self.waiting_reason = kw.get("waiting_reason")
-        self.waiting_since = kw.get("waiting_since")
-        self.score = kw.get("score")
-        self.trace_kept = kw.get("trace_kept")
-
-    def merge(self, later: Delta) -> None:
-        """Fold a later batch's change for the same execution into this one."""
-        for name in _ADDED:
-            setattr(self, name, getattr(self, name) + getattr(later, name))
-        if later.state_at >= self.state_at and later.state_at > 0:
-            for name in _STATE:
-                setattr(self, name, getattr(later, name))
-        for name in _FIRST:
-            if getattr(self, name) is None:
-                setattr(self, name, getattr(later, name))
-        if later.current_step is not None:
-            self.current_step = later.current_step
-        if later.trace_id is not None:
-            self.trace_id = later.trace_id
-        if later.started_at is not None and (self.started_at is None or later.started_at < self.started_at):
-            self.started_at = later.started_at
+        kw["status"] = status
+        for name in STATE:
+            setattr(self, name, kw.get(name))
 
     def row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-_ADDED = ADDED
-_STATE = (
-    "status", "cause", "error", "ended_at", "runtime_seconds", "waiting_reason", "waiting_since",
-    "score", "trace_kept", "state_at",
-)  # fmt: skip
-_FIRST = ("version", "description", "span_id")
 
 
 def fold(batch: list[tuple[float, Event]], into: dict[str, Delta]) -> None:

@@ -63,6 +63,12 @@ INDEXES: Final = (
 
 # Counts each process adds to, whatever order they write in.
 ADDED: Final = ("steps_done", "score_sum", "score_n", "input_tokens", "output_tokens")
+# The state: taken together, from the change with the newest `state_at` (in upsert, and within a
+# batch by `fold.Delta.state`, which clears the ones a state does not name).
+STATE: Final = (
+    "status", "cause", "error", "ended_at", "runtime_seconds", "waiting_reason", "waiting_since",
+    "score", "trace_kept",
+)  # fmt: skip
 
 
 def create_table(dialect: Dialect) -> str:
@@ -93,10 +99,6 @@ def upsert(dialect: Dialect) -> str:
     least = "min" if dialect == "sqlite" else "LEAST"
     t = TABLE
     newer = f"excluded.state_at >= {t}.state_at"
-    state_cols = (
-        "status", "cause", "error", "ended_at", "runtime_seconds", "waiting_reason", "waiting_since",
-        "score", "trace_kept",
-    )  # fmt: skip
     sets = [
         f"version = COALESCE({t}.version, excluded.version)",
         f"description = COALESCE({t}.description, excluded.description)",
@@ -104,7 +106,7 @@ def upsert(dialect: Dialect) -> str:
         f"span_id = COALESCE({t}.span_id, excluded.span_id)",
         f"started_at = {least}(COALESCE({t}.started_at, excluded.started_at), "
         f"COALESCE(excluded.started_at, {t}.started_at))",
-        *(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {t}.{c} END" for c in state_cols),
+        *(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {t}.{c} END" for c in STATE),
         f"state_at = CASE WHEN {newer} THEN excluded.state_at ELSE {t}.state_at END",
         f"current_step = COALESCE(excluded.current_step, {t}.current_step)",
         *(f"{c} = {t}.{c} + excluded.{c}" for c in ADDED),

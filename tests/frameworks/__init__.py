@@ -34,10 +34,7 @@ the other one uninstruments the first.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
-
-import pytest
 
 __all__ = [
     "INSTALL_HINT",
@@ -94,10 +91,8 @@ def missing_modules() -> list[str]:
 
 def require_frameworks() -> None:
     """Fail under CI (the extra must be installed there), skip locally, when a framework is missing."""
-    missing = missing_modules()
-    if not missing:
-        return
-    reason = f"agent frameworks not installed ({', '.join(missing)}): {INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
+    from tests.servers import missing  # here: `python -m tests.frameworks.dump` needs none of tests.servers
+
+    absent = missing_modules()
+    if absent:
+        missing(f"agent frameworks not installed ({', '.join(absent)}): {INSTALL_HINT}")
