@@ -341,12 +341,16 @@ CRASH_AFTER_SUSPEND = """
 import json, os, sys, time
 import exporter
 exporter.configure("t", metrics_port=None, tracing=False, task_store=sys.argv[1], log_level="off")
+tasks = exporter._config.current().tasks
+tasks.refresh_now()  # connected, schema made: what follows times only the suspension's write
+tasks.flush_interval = 60.0  # the writer's own schedule can no longer write it in time
+time.sleep(0.7)  # (its current 0.5 s wait ends; the next is 60 s)
 with exporter.execution("hitl", "email", task_id="crashed") as run:
     with run.step("draft"):
         pass
     carrier = run.suspend("approval")
 print(json.dumps(carrier), flush=True)
-time.sleep(0.2)  # the writer's next cycle would be 0.5 s away
+time.sleep(1.0)  # well before the writer's next cycle of its own
 os._exit(9)  # a crash: no flush, no shutdown, no atexit
 """
 
