@@ -101,16 +101,16 @@ def ratio(num: str, den: str, by: str, window: str = RATE, fn: str = "rate") -> 
     return f"({n} or 0 * {d}) / ({d} > 0)"
 
 
-def mean(hist: str, matchers: tuple[str, ...], by: str, window: str = RATE) -> str:
+def mean(hist: str, matchers: tuple[str, ...], by: str, window: str = RATE, fn: str = "rate") -> str:
     """Mean of a histogram: rate of _sum over rate of _count."""
-    s = agg(by, rate(sel(hist + "_sum", *matchers), window))
-    c = agg(by, rate(sel(hist + "_count", *matchers), window))
+    s = agg(by, rate(sel(hist + "_sum", *matchers), window, fn))
+    c = agg(by, rate(sel(hist + "_count", *matchers), window, fn))
     return f"{s} / ({c} > 0)"
 
 
-def quantile(q: float, hist: str, matchers: tuple[str, ...], by: str) -> str:
+def quantile(q: float, hist: str, matchers: tuple[str, ...], by: str, window: str = RATE, fn: str = "rate") -> str:
     by_le = f"{by}, le" if by else "le"
-    return f"histogram_quantile({q}, {agg(by_le, rate(sel(hist + '_bucket', *matchers)))})"
+    return f"histogram_quantile({q}, {agg(by_le, rate(sel(hist + '_bucket', *matchers), window, fn))})"
 
 
 def objective(name: str, by: str = sc.LABEL_AGENT) -> str:
@@ -1389,9 +1389,8 @@ def version_queries(window: str = RATE, fn: str = "rate") -> dict[str, tuple[str
     """The five comparisons, per version, over `window`: title -> (expr, unit)."""
     m = (AGENT, VERSIONS)
     bad = re_(sc.LABEL_OUTCOME, sc.ToolOutcome.ERROR, sc.ToolOutcome.TIMEOUT)
-    p95 = f"histogram_quantile(0.95, {agg(f'{VERSION}, le', rate(sel(V_DURATION + '_bucket', *m), window, fn))})"
-    score = (f"{agg(VERSION, rate(sel(V_SCORE + '_sum', *m), window, fn))} / "
-             f"({agg(VERSION, rate(sel(V_SCORE + '_count', *m), window, fn))} > 0)")  # fmt: skip
+    p95 = quantile(0.95, V_DURATION, m, VERSION, window, fn)
+    score = mean(V_SCORE, m, VERSION, window, fn)
     tokens = (f"{agg(VERSION, rate(sel(V_TOKENS, *m), window, fn))} / "
               f"({agg(VERSION, rate(sel(V_FINISHED, *m), window, fn))} > 0)")  # fmt: skip
     return {
