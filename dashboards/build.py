@@ -402,28 +402,33 @@ def table_instant(title: str, description: str, expr: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- variables and links
 
 
-def datasource_var() -> dict[str, Any]:
+def datasource_var(
+    text: str = "Prometheus", uid: str = PROMETHEUS_UID, label: str = "Prometheus", plugin: str = "prometheus"
+) -> dict[str, Any]:
+    """The `datasource` variable: any data source of `plugin`, `uid` preselected."""
     return {
-        "current": {"text": "Prometheus", "value": PROMETHEUS_UID},
+        "current": {"text": text, "value": uid},
         "hide": 0,
         "includeAll": False,
-        "label": "Prometheus",
+        "label": label,
         "multi": False,
         "name": "datasource",
         "options": [],
-        "query": "prometheus",
+        "query": plugin,
         "refresh": 1,
         "regex": "",
         "type": "datasource",
     }
 
 
-def query_var(name: str, label: str, metric: str, label_name: str, matchers: tuple[str, ...] = ()) -> dict[str, Any]:
-    definition = f"label_values({sel(metric, *matchers)}, {label_name})"
+def multi_var(
+    name: str, label: str, datasource: dict[str, Any], definition: str, query: Any, *, all_value: str, refresh: int
+) -> dict[str, Any]:
+    """A query variable taking any number of values, All preselected."""
     return {
-        "allValue": ".*",
+        "allValue": all_value,
         "current": {"text": ["All"], "value": ["$__all"]},
-        "datasource": DS,
+        "datasource": datasource,
         "definition": definition,
         "hide": 0,
         "includeAll": True,
@@ -431,12 +436,18 @@ def query_var(name: str, label: str, metric: str, label_name: str, matchers: tup
         "multi": True,
         "name": name,
         "options": [],
-        "query": {"qryType": 1, "query": definition, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "refresh": 2,
+        "query": query,
+        "refresh": refresh,
         "regex": "",
         "sort": 1,
         "type": "query",
     }
+
+
+def query_var(name: str, label: str, metric: str, label_name: str, matchers: tuple[str, ...] = ()) -> dict[str, Any]:
+    definition = f"label_values({sel(metric, *matchers)}, {label_name})"
+    query = {"qryType": 1, "query": definition, "refId": "PrometheusVariableQueryEditor-VariableQuery"}
+    return multi_var(name, label, DS, definition, query, all_value=".*", refresh=2)
 
 
 def aggregation_var() -> dict[str, Any]:
@@ -1166,39 +1177,11 @@ def sql_stat(title: str, description: str, sql: str, unit: str) -> dict[str, Any
 
 
 def sql_datasource_var() -> dict[str, Any]:
-    return {
-        "current": {"text": "Agent tasks (PostgreSQL)", "value": TASKS_DATASOURCE_UID},
-        "hide": 0,
-        "includeAll": False,
-        "label": "Task store",
-        "multi": False,
-        "name": "datasource",
-        "options": [],
-        "query": POSTGRES_TYPE,
-        "refresh": 1,
-        "regex": "",
-        "type": "datasource",
-    }
+    return datasource_var("Agent tasks (PostgreSQL)", TASKS_DATASOURCE_UID, "Task store", POSTGRES_TYPE)
 
 
 def sql_query_var(name: str, label: str, sql: str, refresh: int) -> dict[str, Any]:
-    return {
-        "allValue": ALL_SQL,
-        "current": {"text": ["All"], "value": ["$__all"]},
-        "datasource": SQL_DS,
-        "definition": sql,
-        "hide": 0,
-        "includeAll": True,
-        "label": label,
-        "multi": True,
-        "name": name,
-        "options": [],
-        "query": sql,
-        "refresh": refresh,
-        "regex": "",
-        "sort": 1,
-        "type": "query",
-    }
+    return multi_var(name, label, SQL_DS, sql, sql, all_value=ALL_SQL, refresh=refresh)
 
 
 def status_var() -> dict[str, Any]:
