@@ -26,20 +26,19 @@ SECTIONS = (
 )
 
 
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python3 -m module args` from the repository root, its output captured."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", module, *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=220)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_smoke_run_prints_and_writes_every_section(tmp_path: Path) -> None:
     """`python3 -m benchmarks --smoke` exits 0 and prints and writes a table for every section."""
     out = tmp_path / "performance.md"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--output", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
+    proc = run_module("benchmarks", "--smoke", "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = out.read_text()
     for text in (proc.stdout, doc):
@@ -71,15 +70,7 @@ def test_task_store_sections_run_against_postgresql() -> None:
 
     postgres_bin("postgres")  # skips without the binaries (fails under CI)
     pytest.importorskip("psycopg")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.tasks", "--section", "smoke", "--postgres"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
+    proc = run_module("benchmarks.tasks", "--section", "smoke", "--postgres")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "## 9. Task store: agent-thread cost" in out and "## 10. Task store: sustained executions/s" in out
