@@ -90,11 +90,10 @@ def _jaeger_tmpl(p: Params, window: str, trigger: bool = False) -> str:
     )
 
 
-def waiting_panel_id() -> int:
-    """The id of the Tasks dashboard's waiting list (Grafana's `viewPanel=panel-<id>` opens it alone)."""
-    from dashboards import build
-
-    return int(next(p["id"] for p in build.tasks()["panels"] if p["title"] == build.WAITING_TITLE))
+# The id of the Tasks dashboard's waiting list (Grafana's `viewPanel=panel-<id>` opens it alone).
+# A constant, so that rendering the rules needs no dashboards (and through them no library):
+# tests/test_dashboards.py checks it is the id that dashboards/tasks.py gives that panel.
+WAITING_PANEL_ID = 4
 
 
 SCORE_FMT = 'printf "%.2f"'
@@ -112,7 +111,7 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
             return url
         url += "?var-agent={{ $labels.agent | urlquery }}"
         if alert == "AgentTasksStuckPending":  # straight to the waiting list, oldest first
-            url += f"&viewPanel=panel-{waiting_panel_id()}"
+            url += f"&viewPanel=panel-{WAITING_PANEL_ID}"
         if var_trigger:
             url += "&var-trigger={{ $labels.trigger | urlquery }}"
         return url

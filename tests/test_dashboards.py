@@ -448,3 +448,15 @@ def test_readme_lists_every_dashboard() -> None:
     section = readme.split("\n## Dashboards\n", 1)[1].split("\n## ", 1)[0]
     for dash in ALL_DASHBOARDS.values():
         assert dash["title"] in section and dash["uid"] in section
+
+
+def test_the_stuck_pending_alert_opens_the_tasks_dashboards_waiting_list() -> None:
+    """alert_rules keeps the waiting list's panel id as a constant (rendering needs no dashboards):
+    it is the id the Tasks dashboard gives that panel, and the alert's link uses it."""
+    from alert_rules import alerts
+    from alert_rules.rules import Params
+
+    (waiting,) = [p for p in build.tasks()["panels"] if p["title"] == build.WAITING_TITLE]
+    assert waiting["id"] == alerts.WAITING_PANEL_ID
+    (rule,) = [r for r in alerts.alerting_rules(Params()) if r["alert"] == "AgentTasksStuckPending"]
+    assert rule["annotations"]["dashboard_url"].split("&viewPanel=")[1] == f"panel-{waiting['id']}"
