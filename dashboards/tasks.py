@@ -36,6 +36,9 @@ RUNNING = sc.ExecutionStatus.IN_PROGRESS.value
 PENDING = sc.ExecutionStatus.PENDING.value
 NOW = "extract(epoch FROM now())"
 NOT_KEPT = "not kept (sampled out)"
+# trace_kept NULL on an ended execution: no trace export configured, or a framework / ingested run
+# whose spans its own tool exports (exporter/tasks/query.py says the same)
+NOT_EXPORTED = "not exported by agent-exporter"
 WAITING_TITLE = "Waiting for a human or a worker (oldest first)"  # the alert AgentTasksStuckPending opens it
 TRACE_LINK = f"${{{JAEGER_VAR}}}/trace/${{__data.fields.trace_id}}"
 
@@ -173,7 +176,8 @@ TRACE_TEXT = (
     "CASE WHEN trace_kept THEN 'kept'"
     f" WHEN status IN ('{RUNNING}', '{PENDING}') THEN 'decided at the end'"
     " WHEN trace_id IS NULL THEN 'no trace'"
-    f" ELSE '{NOT_KEPT}' END AS trace"
+    f" WHEN NOT trace_kept THEN '{NOT_KEPT}'"
+    f" ELSE '{NOT_EXPORTED}' END AS trace"
 )
 
 
