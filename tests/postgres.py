@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import LOCALHOST, _kill_group, free_port, missing, wait_until
+from tests.servers import LOCALHOST, _kill_group, free_port, missing, track, wait_until
 
 INSTALL_HINT = "apt-get install -y --no-install-recommends postgresql"
 _databases = itertools.count(1)
@@ -78,6 +78,7 @@ class PostgresServer:
             self.proc = subprocess.Popen(
                 _as_server_user(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        track(self.proc)  # an interpreter that exits early (Ctrl-C, crash) still stops it
         wait_until(self._ready, timeout=60, interval=0.1, describe=self.log_tail)
         return self
 

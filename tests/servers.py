@@ -58,6 +58,7 @@ __all__ = [
     "prometheus_factory",
     "require_binary",
     "slack_receiver",
+    "track",
     "wait_until",
 ]
 
@@ -162,6 +163,12 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float, sig: int = signal.S
         _LIVE_PROCESSES.discard(proc)
 
 
+def track(proc: subprocess.Popen[bytes]) -> None:
+    """Stop `proc`'s process group when the interpreter exits, if nothing stopped it before."""
+    with _LIVE_LOCK:
+        _LIVE_PROCESSES.add(proc)
+
+
 @atexit.register
 def _kill_leftovers() -> None:
     with _LIVE_LOCK:
@@ -242,8 +249,7 @@ class _ServerProcess:
                 cwd=self.workdir,
                 start_new_session=True,  # own process group: stop() kills it all
             )
-        with _LIVE_LOCK:
-            _LIVE_PROCESSES.add(self._proc)
+        track(self._proc)
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
