@@ -5,7 +5,8 @@ The shared pieces are in `dashboards/panels.py`, the Tasks and versions dashboar
 `dashboards/queries.py`; this module builds the other dashboards and writes them all.
 
 Run `python -m dashboards.build` to rewrite the committed JSON, `python -m dashboards.build --check`
-to fail when it is stale. Standard library only. Targets Grafana 11.6 (dashboard schemaVersion 41).
+to fail when it is stale (`python dashboards/build.py` works too). It reads the metric names from the
+library (`exporter.semconv`). Targets Grafana 11.6 (dashboard schemaVersion 41).
 
 The Tasks dashboard (`agent-tasks`) is different: its panels are SQL against the task store's
 PostgreSQL table (`configure(task_store=...)`), through the PostgreSQL data source; `iter_sql_queries()`
@@ -26,7 +27,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dashboards.panels import (
+ROOT_DIR = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as `python dashboards/build.py`: the repository root is the import root
+    sys.path.insert(0, str(ROOT_DIR))
+
+from dashboards.panels import (  # noqa: E402
     AGENT,
     AGENT_VAR,
     AGGREGATION_VAR,
@@ -73,7 +78,7 @@ from dashboards.panels import (
     thresholds,
     timeseries,
 )
-from dashboards.queries import (
+from dashboards.queries import (  # noqa: E402
     PanelQuery,
     SqlQuery,
     expand_sql,
@@ -83,9 +88,9 @@ from dashboards.queries import (
     iter_sql_variable_queries,
     substitute,
 )
-from dashboards.tasks import NOT_KEPT, POSTGRES_TYPE, TASKS_DATASOURCE_UID, WAITING_TITLE, tasks
-from dashboards.versions import versions
-from exporter import semconv as sc
+from dashboards.tasks import NOT_KEPT, POSTGRES_TYPE, TASKS_DATASOURCE_UID, WAITING_TITLE, tasks  # noqa: E402
+from dashboards.versions import versions  # noqa: E402
+from exporter import semconv as sc  # noqa: E402
 
 # Names the tests and the other generators read from here, defined in the modules above.
 __all__ = [

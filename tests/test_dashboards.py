@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -460,3 +461,11 @@ def test_the_stuck_pending_alert_opens_the_tasks_dashboards_waiting_list() -> No
     assert waiting["id"] == alerts.WAITING_PANEL_ID
     (rule,) = [r for r in alerts.alerting_rules(Params()) if r["alert"] == "AgentTasksStuckPending"]
     assert rule["annotations"]["dashboard_url"].split("&viewPanel=")[1] == f"panel-{waiting['id']}"
+
+
+@pytest.mark.parametrize("argv", [["dashboards/build.py", "--check"], ["-m", "dashboards.build", "--check"]])
+def test_committed_json_is_current_whichever_way_the_generator_is_run(argv: list[str]) -> None:
+    """`python dashboards/build.py` (a script: the repository root is put on the path) and
+    `python -m dashboards.build` both run, and find the committed JSON current."""
+    result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
