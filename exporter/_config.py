@@ -8,11 +8,8 @@ while an agent runs is a warning and a documented fallback instead.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import math
-import socket
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -24,19 +21,17 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from . import _checks as c
+from . import _runtime
 from . import semconv as sc
+from ._runtime import Config, Runtime, serving_registry
 from ._version import __version__ as __version__  # re-exported by exporter/__init__.py
-from .bridge import install as install_bridge
 from .content import DEFAULT_MAX_BYTES, Redactor
-from .exposition import make_metrics_app, start_metrics_server
-from .logs import RateLimitedWarnings, get_logger, own_exporter_logs
-from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES, Metrics, multiprocess_enabled
-from .recorder import Recorder
-from .sampling import Sampling, activate, holders
-from .semconv import DropReason, StepStatus
+from .exposition import make_metrics_app
+from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES
+from .sampling import activate
+from .semconv import StepStatus
 from .tasks.backend import StoreError, parse_url
-from .tasks.sink import TaskSink
-from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
+from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT
 
 # The stdlib's levels, which the recorder compares against; "off" is above them all.
 LOG_LEVELS = {
@@ -101,37 +96,13 @@ class Settings:
 
 _DEFAULT_OBJECTIVES = Objectives()
 
-
-@dataclass
-class State:
-    """The live configuration: settings, metric families, tracer, server."""
-
-    settings: Settings
-    metrics: Metrics
-    tracing: TracingSetup
-    log: Any
-    server: Any = None
-    bridge: Any = None  # the span bridge, with span_metrics=True
-    sampling: Sampling | None = None  # which executions' traces are kept (holds spans if sample_healthy < 1)
-    tasks: TaskSink | None = None  # the task store's writer, with task_store=
-    server_thread: Any = None
-    warnings: RateLimitedWarnings = field(default_factory=RateLimitedWarnings)
-
-    def __post_init__(self) -> None:
-        # The one consumer of events (native API, span bridge): metrics and log events.
-        self.recorder = Recorder(self.metrics, self.log, self.settings.log_level)
-
-    def drop(self, reason: DropReason, message: str, amount: float = 1.0) -> None:
-        self.metrics.drop(reason, message, amount)
+# The live configuration is a runtime (exporter/_runtime.py); the name State stays for annotations.
+State = Runtime
 
 
-_state: State | None = None
-_lock = threading.Lock()
-
-
-def current() -> State | None:
-    """The live state, or None when unconfigured (the no-op path)."""
-    return _state
+def current() -> Runtime | None:
+    """The live runtime, or None when unconfigured or shut down (the no-op path)."""
+    return _runtime.current()
 
 
 # configure()'s keywords, each with its own check (exporter/_checks.py), run on every call
@@ -258,19 +229,20 @@ def configure(
     `task_store_retention_days` are purged; the waiting gauges are read from it every
     `task_store_refresh` seconds.
     """
-    global _state
-    check_arguments(locals())  # on every call, so a bad argument never passes silently
-    with _lock:
-        if _state is not None:
+    args = locals()
+    check_arguments(args)  # on every call, so a bad argument never passes silently
+    with _runtime.lock:
+        running = _runtime.current()
+        if running is not None:
             warnings.warn(
                 "agent_exporter.configure() called again; the first configuration stays "
                 "(call exporter.reset() first to reconfigure)",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return _state
+            return running
+        config = Config(**args)
         parsed = {str(a): Objectives.parse(a, o) for a, o in (objectives or {}).items()}
-
         settings = Settings(
             service_name=service_name,
             capture_content=bool(capture_content),
@@ -283,101 +255,9 @@ def configure(
             objectives=parsed,
             agent_version=agent_version,
         )
-        warn = RateLimitedWarnings(min_level=settings.log_level)  # log_level='off' silences warnings too
-        metrics = Metrics(registry, warnings=warn, max_label_values=max_label_values, max_agents=max_agents)
-        metrics.objective_source = lambda agent: settings.objectives_for(agent).as_dict()
-        for agent in parsed:
-            if agent != "*":
-                metrics.agent_label(metrics.name(agent, "agent name"))
-
-        def on_drop(reason: DropReason, message: str, amount: int) -> None:
-            metrics.drop(reason, message, amount)
-
-        setup = setup_tracing(
-            service_name=service_name,
-            enabled=tracing,
-            tracer_provider=tracer_provider,
-            otlp_endpoint=otlp_endpoint,
-            span_exporter=span_exporter,
-            export_timeout=export_timeout,
-            shutdown_timeout=shutdown_timeout,
-            set_global=set_global_tracer_provider,
-            on_drop=on_drop,
-            on_warn=lambda m: warn.warn("tracing", m),
-            version=__version__,
-            sample_healthy=sample_healthy,
-        )
-        if span_exporter is None and setup.processor is not None:
-            own_exporter_logs(setup.processor.exporter, warn)  # the library built it: its SDK logs are ours
-        state = State(settings=settings, metrics=metrics, tracing=setup, log=get_logger(), warnings=warn)
-        if tracing:  # every execution's trace decision is counted; spans are held only below 1
-            decisions = metrics.child
-
-            def count(decision: str, reason: str) -> None:
-                decisions(sc.SAMPLING_DECISIONS, decision, reason).inc()
-
-            state.sampling = Sampling(float(sample_healthy), on_drop, count)
-            activate(state.sampling)
-            if sample_healthy < 1 and setup.processor is None and not holders():
-                warn.warn(
-                    "sampling",
-                    "sample_healthy < 1 holds spans only in the library's own export (otlp_endpoint= or "
-                    "span_exporter=) or in an exporter.SamplingSpanProcessor around your export processor; "
-                    "with neither, every trace is kept",
-                )
-        if task_store is not None:  # the task list: a second consumer of every event
-            state.tasks = TaskSink(
-                task_store, metrics, retention_days=task_store_retention_days, refresh_interval=task_store_refresh
-            )
-            state.recorder.tasks = state.tasks
-        if span_metrics:  # other instrumentations' spans become the same metrics and log events
-            version = None if agent_version is None else metrics.name(agent_version, "agent version")
-            state.bridge = install_bridge(
-                setup, state.recorder, metrics.drop, exemplars=metrics.exemplars, version=version
-            )
-        if metrics_port is not None:
-            try:
-                state.server, state.server_thread = start_metrics_server(
-                    metrics_port,
-                    addr=metrics_addr,
-                    registry=_serving_registry(metrics.registry),
-                    certfile=metrics_certfile,
-                    keyfile=metrics_keyfile,
-                    client_cafile=metrics_client_cafile,
-                    client_auth_required=metrics_client_auth_required,
-                )
-            except OSError as exc:
-                setup.shutdown()
-                if state.tasks is not None:
-                    state.tasks.close(0.0)
-                hint = _bind_hint(exc, tls=metrics_certfile is not None)
-                raise ValueError(f"cannot serve /metrics on {metrics_addr}:{metrics_port}: {exc} ({hint})") from exc
-        _state = state
-        return state
-
-
-def _bind_hint(exc: OSError, *, tls: bool) -> str:
-    """What to change when /metrics cannot be served: the address, the port, or the TLS files."""
-    if isinstance(exc, socket.gaierror):
-        return "metrics_addr is neither an IP address nor a host name that resolves: pass e.g. 127.0.0.1 or 0.0.0.0"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return "metrics_addr is not an address of this machine: pass one it has, e.g. 127.0.0.1 or 0.0.0.0"
-    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-        return "port in use or not allowed? pass another metrics_port, or metrics_port=None"
-    if tls:  # e.g. a certificate file that cannot be read: name the files, not the port
-        return "check metrics_certfile, metrics_keyfile and metrics_client_cafile"
-    return "check metrics_addr and metrics_port"
-
-
-def _serving_registry(registry: CollectorRegistry) -> CollectorRegistry:
-    """In multiprocess mode /metrics aggregates every worker's files, not one registry."""
-    if not multiprocess_enabled():
-        return registry
-    from prometheus_client import multiprocess
-
-    agg = CollectorRegistry()
-    multiprocess.MultiProcessCollector(agg)  # type: ignore[no-untyped-call]
-    return agg
+        rt = Runtime(config, settings).start()  # all or nothing: ValueError, nothing left running
+        _runtime.install(rt)
+        return rt
 
 
 def metrics_app() -> Callable[..., Any]:
@@ -385,14 +265,16 @@ def metrics_app() -> Callable[..., Any]:
 
     prometheus_client's `make_wsgi_app`, with OpenMetrics rendered by `exposition.generate_openmetrics`
     (same bytes, faster)."""
-    state = _state
-    registry = _serving_registry(state.metrics.registry) if state else CollectorRegistry()
+    rt = _runtime.last()
+    registry = serving_registry(rt.metrics.registry) if rt else CollectorRegistry()
     return make_metrics_app(registry)
 
 
 def registry() -> CollectorRegistry | None:
-    """The registry the library's metrics live in (None when unconfigured)."""
-    return _state.metrics.registry if _state else None
+    """The registry the library's metrics live in (None when unconfigured); still readable after
+    `shutdown()`, for a last scrape."""
+    rt = _runtime.last()
+    return rt.metrics.registry if rt else None
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -402,7 +284,7 @@ def flush(timeout: float | None = None) -> bool:
     flush: Prometheus scrapes them, and multiprocess files are written as they change). The
     default timeout is `configure(export_timeout=)`. Unconfigured: True. Never raises.
     """
-    state = _state
+    state = _runtime.current()
     if state is None:
         return True
     try:
@@ -419,35 +301,21 @@ def flush(timeout: float | None = None) -> bool:
 
 
 def shutdown(timeout: float | None = None) -> None:
-    """Flush spans (bounded by the shutdown timeout), end the tracing the library made, stop the server."""
-    state = _state
-    if state is None:
-        return
-    if state.bridge is not None:
-        state.bridge.shutdown()  # it stays in the provider it was added to, quiet from now on
-    try:
-        state.tracing.shutdown(timeout)
-    except Exception:  # noqa: BLE001 - shutdown must not raise into the host
-        pass
-    if state.tasks is not None:
-        try:
-            state.tasks.close(DEFAULT_SHUTDOWN_TIMEOUT if timeout is None else timeout)
-        except Exception:  # noqa: BLE001
-            pass
-        state.tasks = None
-    if state.server is not None:
-        try:
-            state.server.shutdown()
-            state.server.server_close()
-        except Exception:  # noqa: BLE001
-            pass
-        state.server = None
+    """Stop everything the library started, within `timeout` seconds (default `shutdown_timeout`):
+    queued spans exported and task rows written in that budget, the rest counted; never raises.
+
+    Interpreter exit does the same by itself; afterwards the library is a no-op (`registry()`
+    stays readable), and `configure()` may start it again."""
+    rt = _runtime.current()
+    if rt is not None:
+        rt.stop(timeout)
 
 
 def reset() -> None:
-    """Forget the configuration (for tests): shut down what the library started, and only that."""
-    global _state
-    with _lock:
-        shutdown()
+    """Forget the configuration (for tests): stop what the library started, and only that."""
+    with _runtime.lock:
+        rt = _runtime.last()
+        if rt is not None:
+            rt.stop()
         activate(None)
-        _state = None
+        _runtime.install(None)

@@ -114,7 +114,7 @@ def cancel_task(task: Any, message: str | None = "abandoned while waiting") -> b
             if state.tasks is None:
                 state.warnings.warn("cancel_task", "cancel_task(task_id) needs configure(task_store=...)")
                 return False
-            row = get_task(state.tasks.reader(), str(task))
+            row = state.tasks.read(lambda store: get_task(store, str(task)))
             if row is None or row["status"] != sc.ExecutionStatus.PENDING.value:
                 return False
             carrier = carrier_of(row)

@@ -120,27 +120,39 @@ class RateLimitedWarnings:
     """
 
     def __init__(
-        self, interval: float = 60.0, logger: EventLogger | None = None, min_level: int = logging.WARNING
+        self,
+        interval: float = 60.0,
+        logger: EventLogger | None = None,
+        min_level: int = logging.WARNING,
+        max_keys: int = 1000,
     ) -> None:
         self.interval = interval
         self.min_level = min_level
+        self.max_keys = max_keys
         self._logger = logger or get_logger()
-        self._last: dict[str, float] = {}
+        self._last: dict[str, float] = {}  # key -> when last logged, oldest first
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def warn(self, key: str, message: str) -> bool:
-        """Log `message` unless `key` was logged within the interval; True if logged."""
+        """Log `message` unless `key` was logged within the interval; True if logged.
+
+        Keys may quote user values (an unknown trigger's name): past `max_keys`, keys older than
+        the interval are forgotten, and while all are recent new keys share one overflow key, so
+        a stream of new values neither grows the table nor floods the log."""
         if self.min_level > logging.WARNING:
             return False
         now = time.monotonic()
         with self._lock:
+            if key not in self._last and len(self._last) >= self.max_keys:
+                self._prune(now)
+                if len(self._last) >= self.max_keys:
+                    key = _OVERFLOW_KEY
             last = self._last.get(key)
             if last is not None and now - last < self.interval:
                 self._suppressed[key] = self._suppressed.get(key, 0) + 1
                 return False
-            if len(self._last) > 1000:  # keys are reasons, bounded; this is a backstop
-                self._last.clear()
+            self._last.pop(key, None)  # re-inserted at the end: the table stays oldest first
             self._last[key] = now
             suppressed = self._suppressed.pop(key, 0)
         if suppressed:
@@ -151,6 +163,29 @@ class RateLimitedWarnings:
         except Exception:  # noqa: BLE001 - a broken log handler must not reach the agent
             pass
         return True
+
+    def _prune(self, now: float) -> None:
+        """Under the lock: forget keys last logged longer than the interval ago (oldest first)."""
+        stale = []
+        for key, at in self._last.items():
+            if now - at < self.interval:
+                break
+            stale.append(key)
+        for key in stale:
+            del self._last[key]
+            self._suppressed.pop(key, None)
+
+    @property
+    def keys(self) -> int:
+        """Keys remembered now (bounded by `max_keys` + 1)."""
+        return len(self._last)
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (a fork while another thread held it would deadlock)."""
+        self._lock = threading.Lock()
+
+
+_OVERFLOW_KEY = "warnings_over_key_budget"
 
 
 # --------------------------------------------------------------------------- the SDK's own logs

@@ -38,6 +38,12 @@ _GAUGE_MULTIPROCESS_MODES: dict[str, str] = {
 }
 
 
+# What an execution in flight holds in this process's gauges: zero in a forked child.
+_PER_PROCESS_GAUGES = frozenset(
+    {sc.EXECUTIONS_IN_PROGRESS.name, sc.EXECUTIONS_PENDING.name, sc.EXECUTION_PENDING_OLDEST.name}
+)
+
+
 def multiprocess_enabled() -> bool:
     """prometheus_client's multiprocess mode is on (its env var names a directory)."""
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -192,6 +198,17 @@ class Metrics:
         for name, value in values.items():
             self.child(sc.OBJECTIVE, agent, name).set(value)
         self._objectives_set.add(agent)
+
+    # ------------------------------------------------------------------ fork
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock, and nothing in progress or waiting here (the parent's
+        executions are not the child's; their gauges would otherwise never come back down)."""
+        self._lock = threading.Lock()
+        self._pending.clear()
+        for (name, _labels), c in list(self._children.items()):
+            if name in _PER_PROCESS_GAUGES:
+                c.set(math.inf if name == sc.EXECUTION_PENDING_OLDEST.name and self.multiprocess else 0)
 
     # ------------------------------------------------------------------ pending
 

@@ -1,8 +1,9 @@
-"""The one consumer: events in, metrics and log events out.
+"""The fan-out: every event to the metrics, the log events and the task store, each isolated.
 
 This is the only code that knows metric names. Whatever produced an event (the native API,
 the span bridge), its labels pass the same cardinality guard here and only here, and its log
-event has the same fields. A failure in here is counted (`internal_error`), never raised.
+event has the same fields. Each consumer gets every event: a failure in one is counted
+(`internal_error`) and never hides the event from the others, nor reaches the agent.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ class Recorder:
         self.exemplars = metrics.exemplars  # False in multiprocess mode, where they are dropped
         self.log = log
         self.log_level = log_level
-        # A second consumer (the task store) that sees every event after the metrics; None: off.
+        # A third consumer (the task store) that sees every event after the metrics; None: off.
         self.tasks: EventSink | None = None
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        self._metrics: dict[type, Callable[[Any], None]] = {
             ExecutionStarted: self._started,
             ExecutionRunning: self._running,
             ExecutionWaiting: self._waiting,
@@ -60,17 +61,45 @@ class Recorder:
             TokensUsed: self._tokens,
             BranchTaken: self._branch,
         }
+        # Log events, only for the types that log at the configured level (no call otherwise).
+        logs: dict[type, tuple[int, Callable[[Any], None]]] = {
+            ExecutionStarted: (DEBUG, self._log_started),
+            ExecutionResumed: (INFO, self._log_resumed),
+            ExecutionSuspended: (INFO, self._log_suspended),
+            ExecutionFinished: (INFO, self._log_finished),  # failures at WARNING
+            StepFinished: (DEBUG, self._log_step),
+            BranchTaken: (DEBUG, self._log_branch),
+        }
+        self._logs = {t: fn for t, (level, fn) in logs.items() if level >= log_level or t is ExecutionFinished}
 
     # ------------------------------------------------------------------ the interface
 
     def record(self, event: Event) -> None:
-        """Count and log one event; never raises."""
+        """Count, log and store one event, each on its own; never raises."""
+        kind = type(event)
         try:
-            self._handlers[type(event)](event)
-            if self.tasks is not None:
-                self.tasks.record(event)
+            self._metrics[kind](event)
         except Exception as exc:  # noqa: BLE001 - a bug here must not reach the agent
-            self.drop(DropReason.INTERNAL_ERROR, f"internal error recording {type(event).__name__}: {exc!r}")
+            self._failed("metrics", event, exc)
+        log = self._logs.get(kind)
+        if log is not None:
+            try:
+                log(event)
+            except Exception as exc:  # noqa: BLE001
+                self._failed("log events", event, exc)
+        tasks = self.tasks
+        if tasks is not None:
+            try:
+                tasks.record(event)
+            except Exception as exc:  # noqa: BLE001
+                self._failed("task store", event, exc)
+
+    def _failed(self, consumer: str, event: Event, exc: Exception) -> None:
+        try:
+            what = f"internal error in {consumer} recording {type(event).__name__}: {exc!r}"
+            self.drop(DropReason.INTERNAL_ERROR, what)
+        except Exception:  # noqa: BLE001 - counting must not raise either
+            pass
 
     def name(self, value: Any, kind: str) -> str:
         """A name as spans and logs show it: cleaned (masked, valid UTF-8, bounded), not capped."""
@@ -121,8 +150,9 @@ class Recorder:
         agent = self._agent(ref)
         m.child(sc.EXECUTIONS_STARTED, agent, m.label(agent, "trigger", ref.trigger)).inc()
         m.child(sc.AGENT_INFO, agent, self._version(agent, ref)).set(1)
-        if self.log_level <= DEBUG:
-            self._log(DEBUG, sc.LOG_EXECUTION_STARTED, ref)
+
+    def _log_started(self, e: ExecutionStarted) -> None:
+        self._log(DEBUG, sc.LOG_EXECUTION_STARTED, e.ref)
 
     def _running(self, e: ExecutionRunning) -> None:
         child = self.metrics.child(sc.EXECUTIONS_IN_PROGRESS, self._agent(e.ref))
@@ -143,13 +173,17 @@ class Recorder:
             m.child(sc.EXECUTION_PENDING_DURATION, agent, e.reason).observe(e.waited, ref.exemplar)
         if e.key is None:  # a carrier resumed: this process's part begins, and runs that version
             m.child(sc.AGENT_INFO, agent, self._version(agent, ref)).set(1)
-            if self.log_level <= INFO:
-                waited = None if e.waited is None else round(e.waited, 3)
-                self._log(INFO, sc.LOG_EXECUTION_RESUMED, ref, reason=e.reason, pending_seconds=waited)
+
+    def _log_resumed(self, e: ExecutionResumed) -> None:
+        if e.key is None:  # a carrier resumed (an in-process wait ending is not logged)
+            waited = None if e.waited is None else round(e.waited, 3)
+            self._log(INFO, sc.LOG_EXECUTION_RESUMED, e.ref, reason=e.reason, pending_seconds=waited)
 
     def _suspended(self, e: ExecutionSuspended) -> None:
-        if self.log_level <= INFO:
-            self._log(INFO, sc.LOG_EXECUTION_SUSPENDED, e.ref, reason=e.reason)
+        """Only logged (the waiting gauges count it through ExecutionWaiting / the store)."""
+
+    def _log_suspended(self, e: ExecutionSuspended) -> None:
+        self._log(INFO, sc.LOG_EXECUTION_SUSPENDED, e.ref, reason=e.reason)
 
     def _finished(self, e: ExecutionFinished) -> None:
         m, ref = self.metrics, e.ref
@@ -165,20 +199,22 @@ class Recorder:
             m.child(sc.EXECUTION_EVALUATION_SCORE, agent, trigger).observe(e.score, ex)
             m.child(sc.VERSION_EXECUTION_EVALUATION_SCORE, agent, version).observe(e.score, ex)
         if e.status == _FAILED:
-            cause = e.cause or sc.FailureCause.ERROR.value
-            m.child(sc.EXECUTION_FAILURES, agent, trigger, cause).inc(exemplar=ex)
+            m.child(sc.EXECUTION_FAILURES, agent, trigger, e.cause or sc.FailureCause.ERROR.value).inc(exemplar=ex)
+
+    def _log_finished(self, e: ExecutionFinished) -> None:
+        if e.status == _FAILED:
             if self.log_level <= WARNING:
                 self._log(
                     WARNING,
                     sc.LOG_EXECUTION_FAILED,
-                    ref,
+                    e.ref,
                     status=e.status,
-                    cause=cause,
+                    cause=e.cause or sc.FailureCause.ERROR.value,
                     error=e.error,
                     duration_seconds=round(e.runtime, 6),
                 )
         elif self.log_level <= INFO:
-            self._log(INFO, sc.LOG_EXECUTION_FINISHED, ref, status=e.status, duration_seconds=round(e.runtime, 6))
+            self._log(INFO, sc.LOG_EXECUTION_FINISHED, e.ref, status=e.status, duration_seconds=round(e.runtime, 6))
 
     # ------------------------------------------------------------------ inside an execution
 
@@ -188,17 +224,18 @@ class Recorder:
         step = m.label(agent, "step", e.step)
         m.child(sc.STEPS, agent, step, e.status).inc()
         m.child(sc.STEP_DURATION, agent, step).observe(e.duration, ref.exemplar)
-        if self.log_level <= DEBUG:
-            self._log(
-                DEBUG,
-                sc.LOG_STEP_FINISHED,
-                ref,
-                step=e.step,
-                step_index=e.step_index,
-                status=e.status,
-                duration_seconds=round(e.duration, 6),
-                span_id=e.span_id,
-            )
+
+    def _log_step(self, e: StepFinished) -> None:
+        self._log(
+            DEBUG,
+            sc.LOG_STEP_FINISHED,
+            e.ref,
+            step=e.step,
+            step_index=e.step_index,
+            status=e.status,
+            duration_seconds=round(e.duration, 6),
+            span_id=e.span_id,
+        )
 
     def _tool_call(self, e: ToolCallFinished) -> None:
         m, ref = self.metrics, e.ref
@@ -234,13 +271,14 @@ class Recorder:
         agent = self._agent(e.ref)
         step = m.label(agent, "step", e.step)
         m.child(sc.BRANCH_DECISIONS, agent, step, m.label(agent, "path", e.path)).inc()
-        if self.log_level <= DEBUG:
-            self._log(
-                DEBUG,
-                sc.LOG_BRANCH_DECISION,
-                e.ref,
-                step=e.step,
-                selected=e.path,
-                not_selected=list(e.not_selected),
-                span_id=e.span_id,
-            )
+
+    def _log_branch(self, e: BranchTaken) -> None:
+        self._log(
+            DEBUG,
+            sc.LOG_BRANCH_DECISION,
+            e.ref,
+            step=e.step,
+            selected=e.path,
+            not_selected=list(e.not_selected),
+            span_id=e.span_id,
+        )

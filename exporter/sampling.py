@@ -118,6 +118,16 @@ class SamplingSpanProcessor(SpanProcessor):
                 return
         self._export(spans)
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock, and nothing held (held spans are the parent's traces,
+        the parent decides and exports them; the child must not send a duplicate)."""
+        self._lock = threading.Lock()
+        self._held.clear()
+        self._open.clear()
+        self._keep.clear()
+        self._released.clear()
+        self.held = 0
+
     # ------------------------------------------------------------------ SpanProcessor
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:

@@ -31,6 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
+from . import _suppress
 from .sampling import SamplingSpanProcessor
 from .semconv import DropReason
 
@@ -43,9 +44,6 @@ DEFAULT_BATCH = 512
 DEFAULT_SCHEDULE_DELAY = 1.0
 SCOPE = "agent_exporter"  # the instrumentation scope of the library's spans
 
-# Live processors, for the one fork hook below (a hook per processor would pile up over
-# reset()/configure() cycles and keep every processor alive).
-_live_processors: weakref.WeakSet[BoundedSpanProcessor] = weakref.WeakSet()
 # Providers the library made: never mistaken for an application's when one is global.
 _own_providers: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
@@ -68,33 +66,36 @@ class BoundedSpanProcessor(SpanProcessor):
         self._max_queue = max_queue_size
         self._batch = max_batch_size
         self._delay = schedule_delay
-        self._shutdown_timeout = shutdown_timeout
+        self.shutdown_timeout = shutdown_timeout  # the runtime sets its exit budget here
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
         self._stopped = False
         self._deadline = 0.0  # monotonic time the shutdown gives up at
-        self._pid = os.getpid()
+        self._forked_ns = 0  # in a forked child: spans started before this are the parent's
         self.exported = 0
         self.lost = 0  # spans dropped (queue full, export failed): force_flush() reports them
-        self._thread = self._start_worker()
-        _live_processors.add(self)
+        self._thread: threading.Thread | None = None  # started on the first span (again after a fork)
+        self._start_lock = threading.Lock()
 
-    def _start_worker(self) -> threading.Thread:
-        t = threading.Thread(target=self._run, name="agent-exporter-spans", daemon=True)
-        t.start()
-        return t
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._stopped:
+                t = _suppress.thread(self._run, "agent-exporter-spans")  # its posts are never traced
+                t.start()
+                self._thread = t
 
-    def _after_fork(self) -> None:
-        # A forked worker gets an empty queue and its own thread (the parent's did not survive).
+    def after_fork(self) -> None:
+        """In a forked child: an empty queue, fresh events and locks, a worker on the first span;
+        spans the parent started are the parent's to export (no duplicate from the child)."""
         self._queue.clear()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._pid = os.getpid()
-        if not self._stopped:
-            self._thread = self._start_worker()
+        self._start_lock = threading.Lock()
+        self._thread = None
+        self._forked_ns = time.time_ns()
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
         return None
@@ -102,6 +103,10 @@ class BoundedSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self._stopped or not span.context.trace_flags.sampled:
             return
+        if self._thread is None:
+            if self._forked_ns and (span.start_time or 0) < self._forked_ns:
+                return  # started before the fork: the parent exports it
+            self._ensure_worker()
         if len(self._queue) >= self._max_queue:
             self.lost += 1
             self._on_drop(DropReason.EXPORT_QUEUE_FULL, "span export queue full; dropping spans", 1)
@@ -164,12 +169,18 @@ class BoundedSpanProcessor(SpanProcessor):
         """Stop the worker; export what fits in the shutdown deadline, drop and count the rest."""
         if self._stopped:
             return
-        self._deadline = time.monotonic() + self._shutdown_timeout
+        self.stop(self.shutdown_timeout)
+
+    def stop(self, timeout: float) -> None:
+        """`shutdown()` within `timeout` seconds (the runtime's exit budget)."""
+        if self._stopped:
+            return
+        self._deadline = time.monotonic() + max(0.0, timeout)
         self._stopped = True
-        _live_processors.discard(self)
         self._wake.set()
-        if self._pid == os.getpid():
-            self._thread.join(self._shutdown_timeout)
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(max(0.0, timeout))
         # Pop one by one: a worker still draining may pop concurrently, and each span must be
         # counted by exactly one of us (len() then clear() could count a span twice).
         left = 0
@@ -186,15 +197,6 @@ class BoundedSpanProcessor(SpanProcessor):
             self.exporter.shutdown()
         except Exception:  # noqa: BLE001 - shutting down must not raise at exit
             pass
-
-
-def _after_fork_in_child() -> None:
-    for processor in list(_live_processors):
-        processor._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _global_provider() -> Any:
@@ -245,11 +247,14 @@ class TracingSetup:
         return ok
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush (within `timeout`) and shut down what the library made; never the app's provider."""
+        """Export what fits in `timeout` (default: the processor's shutdown timeout) and shut down what
+        the library made; never the application's provider."""
         if timeout is not None and self.processor is not None:
-            self.processor.force_flush(int(timeout * 1000))
+            self.processor.shutdown_timeout = max(0.0, timeout)
         if self.own_provider is not None:
-            self.own_provider.shutdown()  # shuts its processors down, and unregisters its atexit hook
+            # Its processors in order: a sampling holder hands its held spans on first, then the
+            # export processor sends what fits in the budget and counts the rest.
+            self.own_provider.shutdown()
         elif self.processor is not None:
             self.processor.shutdown()
 
@@ -283,8 +288,11 @@ def _flush_app_provider(provider: Any, timeout: float) -> bool:
             result.append(False)
 
     thread = threading.Thread(target=run, name="agent-exporter-flush", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter exit: no new threads; the application's provider flushes itself
+        return False
     _app_flush = thread
-    thread.start()
     thread.join(max(timeout, 0.0))
     return bool(result) and result[0]
 
@@ -429,7 +437,8 @@ def setup_tracing(
     exporter = span_exporter if span_exporter is not None else build_span_exporter(
         otlp_endpoint, export_timeout, on_warn
     )
-    own = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # The runtime's one exit hook ends it (bounded): not the SDK's own atexit as well.
+    own = TracerProvider(resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False)
     _own_providers.add(own)
     processor = None
     if exporter is not None:

@@ -35,6 +35,22 @@ class Watchdog:
         with self._lock:
             self._deadlines.pop(id(run), None)
 
+    def stop(self) -> None:
+        """Forget every deadline; the thread ends at its next wake (shutdown, reset)."""
+        with self._lock:
+            self._deadlines.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: empty, with a fresh lock and no thread. The parent's executions and
+        their deadlines are the parent's: the child must not time them out (nor export their spans)."""
+        self._lock = threading.Lock()
+        self._deadlines = {}
+        self._thread = None
+
+    @property
+    def watched(self) -> int:
+        return len(self._deadlines)
+
     def _loop(self) -> None:
         while True:
             time.sleep(self.interval)

@@ -10,13 +10,13 @@ past the bound they are dropped and counted. Nothing here ever blocks or raises 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
+from .. import _suppress
 from .. import semconv as sc
 from ..events import (
     Event,
@@ -41,7 +41,7 @@ MAX_BATCH = 20_000  # events folded per write
 PURGE_EVERY = 3600.0
 MAX_BACKOFF = 30.0
 
-_SINKS: weakref.WeakSet[TaskSink] = weakref.WeakSet()
+T = TypeVar("T")
 _STATE_EVENTS = frozenset(
     {ExecutionStarted, ExecutionRunning, ExecutionWaiting, ExecutionSuspended, ExecutionFinished}
 )
@@ -72,8 +72,9 @@ class TaskSink:
         self.dropped = 0  # events or row changes lost (queue full, database unreachable too long)
         self._where = redact_url(url)
         self._reader: Backend | None = None
+        self._read_lock = threading.Lock()  # one reader connection, shared by the app's threads
+        self.closed = False
         self._start()
-        _SINKS.add(self)
 
     def _start(self) -> None:
         self._q: deque[tuple[float, Event]] = deque()
@@ -88,12 +89,16 @@ class TaskSink:
         self._refresh_done = 0  # the last of them a refresh has answered
         self._purge_at = 0.0
         self._shown: set[tuple[str, str]] = set()  # waiting gauge label pairs set so far
-        self._thread = threading.Thread(target=self._run, name="agent-exporter-tasks", daemon=True)
+        # Its SQL is the library's own I/O: never traced by the app's sqlite3 / psycopg instrumentation.
+        self._thread = _suppress.thread(self._run, "agent-exporter-tasks")
         self._thread.start()
 
     # ------------------------------------------------------------------ the agent's side
 
     def record(self, event: Event) -> None:
+        if self.closed:
+            self._drop(DropReason.TASK_STORE_UNAVAILABLE, 1, "task store closed (after shutdown); event not written")
+            return
         n = len(self._q)
         # Past the bound, counts (steps, tokens, scores) are dropped first; a state change (start,
         # wait, suspend, finish) still enters up to twice the bound, so a row is not left running.
@@ -215,11 +220,13 @@ class TaskSink:
                 return True
         return not self._q and not self._held
 
-    def reader(self) -> Backend:
-        """A connection of the caller's own for reads (the writer's belongs to its thread)."""
-        if self._reader is None:
-            self._reader = Backend(self.backend.url)
-        return self._reader
+    def read(self, query: Callable[[Backend], T]) -> T:
+        """Run `query` on the reader connection (not the writer's, which belongs to its thread):
+        one caller at a time, and under suppression, as all of the library's own I/O."""
+        with self._read_lock, _suppress.suppressed():
+            if self._reader is None:
+                self._reader = Backend(self.backend.url)
+            return query(self._reader)
 
     def refresh_now(self, timeout: float = 5.0) -> bool:
         """Write what is queued, then read the waiting summary once more (tests); True if done in time."""
@@ -234,28 +241,30 @@ class TaskSink:
         return self._refresh_done >= asked
 
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (bounded by `timeout`), then stop the writer and disconnect."""
+        """Write what is queued (bounded by `timeout`), then stop the writer and disconnect.
+
+        Later events are refused and counted (`closed`): nothing queues with no writer to take it."""
+        if self.closed:
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
         self.flush(timeout)
+        self.closed = True
         self._stopping = True
         self._wake.set()
-        self._thread.join(max(0.1, timeout))
-        self.backend.close()
-        if self._reader is not None:
-            self._reader.close()
+        self._thread.join(max(0.05, deadline - time.monotonic()))
+        if not self._thread.is_alive():  # a writer still in the database keeps its connection
+            self.backend.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
 
-    def _after_fork(self) -> None:
-        """In a forked child: the parent's thread and connection are not ours; start afresh."""
+    def after_fork(self) -> None:
+        """In a forked child: the parent's thread, queue and connections are not ours; start afresh
+        (the parent writes what it queued)."""
+        if self.closed:
+            return
         self.backend.forget()
         if self._reader is not None:
             self._reader.forget()
+        self._read_lock = threading.Lock()
         self._start()
-
-
-def _after_fork_in_child() -> None:
-    for sink in list(_SINKS):
-        if not sink._stopping:
-            sink._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
