@@ -96,6 +96,8 @@ class DropReason(StrEnum):
     SAMPLING_OVERFLOW = "sampling_overflow"  # held spans over a sampling cap: exported before the decision
     TASK_STORE_FULL = "task_store_full"  # events past the task store's queue while its writer lagged
     TASK_STORE_UNAVAILABLE = "task_store_unavailable"  # row changes dropped: the store was unreachable too long
+    TRACE_EXPIRED = "trace_expired"  # span bridge: a trace idle past its timeout with its local root open
+    LATE_SPAN = "late_span"  # span bridge: a span ending after its trace was assembled or expired
 
 
 class SamplingReason(StrEnum):

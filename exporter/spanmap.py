@@ -37,6 +37,9 @@ from .events import (
 from .semconv import FailureCause, ToolOutcome
 
 OWN_SCOPE = "agent_exporter"  # the instrumentation scope of the library's own spans
+# Seconds a trace that cannot complete is held, in the span bridge (idle, its local root never
+# ended) and in OTLP ingest (its root never arrived): one default for both.
+DEFAULT_TRACE_TIMEOUT = 300.0
 
 # Roles a span can play.
 AGENT, CHAIN, NODE, LLM, TOOL, NATIVE_EXECUTION, NATIVE_STEP, OTHER = (

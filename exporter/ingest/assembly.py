@@ -18,10 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..spanmap import SpanSummary
+from ..spanmap import DEFAULT_TRACE_TIMEOUT, SpanSummary
 
 DEFAULT_GRACE = 2.0  # seconds after the root arrives: spans sent in a later batch still count
-DEFAULT_TIMEOUT = 300.0  # seconds a trace without a root (its root is elsewhere) is held
+DEFAULT_TIMEOUT = DEFAULT_TRACE_TIMEOUT  # seconds a trace without a root (its root is elsewhere) is held
 DEFAULT_MAX_TRACES = 20_000
 DEFAULT_MAX_SPANS = 200_000  # held summaries in all: ~300 bytes each, ~60 MB at most
 DEFAULT_MAX_SPANS_PER_TRACE = 5_000
