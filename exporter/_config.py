@@ -30,6 +30,7 @@ from .exposition import make_metrics_app
 from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES
 from .sampling import activate
 from .semconv import StepStatus
+from .spanmap import DEFAULT_TRACE_TIMEOUT
 from .tasks.backend import StoreError, parse_url
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT
 
@@ -145,6 +146,7 @@ _CHECKS: Mapping[str, c.Check] = {
     "tracing": c.flag,
     "set_global_tracer_provider": c.flag,
     "span_metrics": c.flag,
+    "span_trace_timeout": c.seconds(zero_ok=False),
     "sample_healthy": c.ratio,
     "export_timeout": c.seconds(zero_ok=False),
     "shutdown_timeout": c.seconds(zero_ok=True),
@@ -196,6 +198,7 @@ def configure(
     tracing: bool = True,
     set_global_tracer_provider: bool = False,
     span_metrics: bool = False,
+    span_trace_timeout: float = DEFAULT_TRACE_TIMEOUT,
     sample_healthy: float = 1.0,
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
@@ -228,6 +231,12 @@ def configure(
     execution in a database, written off the agent's thread (exporter/tasks/); rows older than
     `task_store_retention_days` are purged; the waiting gauges are read from it every
     `task_store_refresh` seconds.
+
+    `span_metrics=True` turns other instrumentations' spans (agent frameworks) into the same
+    metrics; a framework trace with no span for `span_trace_timeout` seconds is dropped, counted.
+
+    Everything started here is stopped once, within `shutdown_timeout`, by `shutdown()`, `reset()`
+    or interpreter exit; a forked child starts clean (exporter/_runtime.py).
     """
     args = locals()
     check_arguments(args)  # on every call, so a bad argument never passes silently

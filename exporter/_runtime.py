@@ -38,6 +38,7 @@ from .metrics import Metrics, multiprocess_enabled
 from .recorder import Recorder
 from .sampling import Sampling, activate, holders
 from .semconv import DropReason
+from .spanmap import DEFAULT_TRACE_TIMEOUT
 from .tasks.backend import StoreError
 from .tasks.sink import TaskSink
 from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
@@ -64,6 +65,7 @@ class Config:
     tracing: bool = True
     set_global_tracer_provider: bool = False
     span_metrics: bool = False
+    span_trace_timeout: float = DEFAULT_TRACE_TIMEOUT
     sample_healthy: float = 1.0
     export_timeout: float = DEFAULT_EXPORT_TIMEOUT
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
@@ -196,10 +198,11 @@ class Runtime:
                 metrics.drop,
                 exemplars=metrics.exemplars,
                 version=None if version is None else metrics.name(version, "agent version"),
+                trace_timeout=cfg.span_trace_timeout,
+                warn=warn.warn,
             )
-            tick = getattr(self.bridge, "tick", None)
-            if callable(tick):
-                self._periodic.append(tick)
+            # Attach to the app's provider when it appears, warn when none ever does, expire traces.
+            self._periodic.append(self.bridge.tick)
         if cfg.metrics_port is not None:
             self._serve(cfg)
         self._start_housekeeper()
@@ -302,9 +305,8 @@ class Runtime:
             self.tracing.processor.after_fork()
         if self.tasks is not None:
             self.tasks.after_fork()
-        reinit = getattr(self.bridge, "after_fork", None)
-        if callable(reinit):
-            reinit()
+        if self.bridge is not None:
+            self.bridge.after_fork()
         server, self.server, self.server_thread = self.server, None, None
         if server is not None:  # the parent serves /metrics; the child closes its copy of the socket
             try:

@@ -30,10 +30,8 @@ after its open entry expired is counted (`late_span`), not assembled as a trace 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -146,7 +144,6 @@ class SpanBridge(SpanProcessor):
         self._checked = False  # the no-provider check ran (it warns at most once)
         self._framework_seen = False  # a span not of the library's own reached the bridge
         self._stopped = False
-        _live.add(self)
 
     # ------------------------------------------------------------------ SpanProcessor
 
@@ -381,20 +378,14 @@ class SpanBridge(SpanProcessor):
         for event in events:
             record(event)
 
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()  # a lock held by another thread at fork would never be released
-
-
-_live: weakref.WeakSet[SpanBridge] = weakref.WeakSet()  # for the one fork hook below
-
-
-def _after_fork_in_child() -> None:
-    for bridge in list(_live):
-        bridge._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    def after_fork(self) -> None:
+        """In a forked child (the runtime's fork hook): a fresh lock (one held by another thread at
+        fork would never be released), and none of the parent's open spans and traces."""
+        self._lock = threading.Lock()
+        self._open.clear()
+        self._started.clear()
+        self._traces.clear()
+        self._gone.clear()
 
 
 def _warner(drop: Any) -> Warn:

@@ -111,6 +111,11 @@ class TaskSink:
             # within the next 0.5 s, so that a crash after suspend() leaves the row waiting.
             self._wake.set()
 
+    @property
+    def queued(self) -> int:
+        """Events waiting for the writer."""
+        return len(self._q)
+
     # ------------------------------------------------------------------ the writer
 
     def _run(self) -> None:
