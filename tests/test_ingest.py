@@ -8,6 +8,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -278,9 +280,40 @@ def test_connections_over_the_limit_get_503(ingest: Factory) -> None:
     wait_until(lambda: send(svc, execution())[0] == 200, timeout=10)
 
 
-def test_concurrency_limit_answers_429(ingest: Factory) -> None:
-    """With max_concurrent requests being read, one more gets 429 with Retry-After."""
+def test_concurrency_limit_answers_429(ingest: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With max_concurrent requests being decoded, one more (read whole) waits, then gets 429 with Retry-After."""
+    from exporter.ingest import receiver
+
     svc = ingest(max_concurrent=1)
+    assert svc.port is not None
+    release, entered = threading.Event(), threading.Event()
+    real_parse = receiver.parse
+
+    def slow_parse(body: bytes, kind: str) -> Any:
+        entered.set()
+        release.wait(30)
+        return real_parse(body, kind)
+
+    monkeypatch.setattr(receiver, "parse", slow_parse)
+    held = threading.Thread(target=send, args=(svc, execution()))
+    held.start()
+    try:
+        assert entered.wait(10)
+        started = time.monotonic()
+        status, headers, _ = send(svc, [])
+        assert status == 429 and headers["retry-after"] == "1"
+        assert time.monotonic() - started >= receiver.DECODE_WAIT
+    finally:
+        release.set()
+        held.join()
+    monkeypatch.undo()
+    assert send(svc, execution())[0] == 200
+    assert value(svc, "agent_ingest_requests_total", code="429") == 1
+
+
+def test_bodies_over_the_pending_budget_get_503(ingest: Factory) -> None:
+    """A slow body holding max_pending_bytes: another body gets 503 with Retry-After, a decoding slot stays free."""
+    svc = ingest(max_body_bytes=1000, max_pending_bytes=1000, max_queue_bytes=1000)
     assert svc.port is not None
     slow = socket.create_connection(("127.0.0.1", svc.port))
     try:
@@ -289,7 +322,7 @@ def test_concurrency_limit_answers_429(ingest: Factory) -> None:
 
         def refused() -> tuple[int, dict[str, str], bytes] | None:
             answer = send(svc, [])
-            return answer if answer[0] == 429 else None
+            return answer if answer[0] == 503 else None
 
         status, headers, _ = wait_until(refused, timeout=10)
         assert headers["retry-after"] == "1"
@@ -346,6 +379,117 @@ def test_a_full_forward_queue_answers_503_without_effect(ingest: Factory, otlp_r
     svc.derive(everything=True)
     assert value(svc, "agent_executions_started_total", agent="refused", trigger="webhook") == 0
     assert value(svc, "agent_executions_started_total", agent="billing", trigger="webhook") == codes.count(200)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("forward", "addr", "itself"),
+    [
+        ("http://127.0.0.1:{p}/v1/traces", "127.0.0.1", True),
+        ("http://localhost:{p}/v1/traces", "127.0.0.1", True),
+        ("http://0.0.0.0:{p}/v1/traces", "127.0.0.1", True),
+        ("http://[::1]:{p}/v1/traces", "127.0.0.1", True),
+        ("http://LOCALHOST.:{p}/v1/traces", "0.0.0.0", True),
+        ("http://127.0.0.1:{p}/v1/traces", "::", True),
+        ("http://[::ffff:127.0.0.1]:{p}/v1/traces", "127.0.0.1", True),
+        ("http://10.1.2.3:{p}/v1/traces", "10.1.2.3", True),
+        ("http://127.0.0.1:{q}/v1/traces", "127.0.0.1", False),
+        ("http://jaeger:{p}/v1/traces", "0.0.0.0", False),
+        ("http://127.0.0.1:{p}/v1/traces", "10.1.2.3", False),
+        ("http://10.1.2.4:{p}/v1/traces", "10.1.2.3", False),
+    ],
+)
+def test_forwards_to_itself_knows_this_listeners_spellings(forward: str, addr: str, itself: bool) -> None:
+    """The same port and a host that is this listener (its address, loopback or wildcard spellings) is a self-loop."""
+    from exporter.ingest.service import forwards_to_itself
+
+    assert forwards_to_itself(forward.format(p=4318, q=4319), addr, 4318) is itself
+
+
+def test_a_forward_to_itself_is_refused_at_start() -> None:
+    """`--forward` naming the service's own OTLP address: exit 2 at start, with a message naming the options."""
+    port = _free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "ingest", "--port", str(port), "--metrics-port", "0",
+         "--forward", f"http://localhost:{port}/v1/traces"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"--forward http://localhost:{port}/v1/traces is this service's own OTLP listener" in done.stderr
+    assert f"(--addr 127.0.0.1 --port {port})" in done.stderr and "another --port" in done.stderr
+    with pytest.raises(ValueError, match="own OTLP listener"):
+        IngestSettings(port=port, forward=f"http://0.0.0.0:{port}/v1/traces")
+
+
+def test_a_forward_to_the_port_it_was_given_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --port 0 the check is made against the port bound: a forward there is refused and nothing stays bound."""
+    from exporter.ingest import receiver
+
+    port = _free_port()
+
+    def on_that_port(rcv: Any, addr: str, _: int, **kw: Any) -> Any:
+        return receiver.serve(rcv, addr, port, **kw)  # what --port 0 may give
+
+    monkeypatch.setattr("exporter.ingest.service.serve", on_that_port)
+    svc = IngestService(IngestSettings(port=0, metrics_port=None, forward=f"http://127.0.0.1:{port}/v1/traces"))
+    with pytest.raises(ValueError, match="own OTLP listener"):
+        svc.start()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # released
+
+
+def test_a_loop_through_a_second_hop_is_dropped_and_counted(ingest: Factory) -> None:
+    """A forwards to B, B back to A: each derives the execution once, A drops and counts what came back."""
+    port_a = _free_port()
+    b = ingest(forward=f"http://127.0.0.1:{port_a}/v1/traces")
+    a = ingest(port=port_a, forward=f"http://127.0.0.1:{b.port}/v1/traces", metrics_port=0)
+    spans = execution(steps=2)  # 5 spans
+    assert send(a, spans)[0] == 200
+    wait_until(lambda: value(a, "agent_ingest_spans_looped_total") == 5, timeout=10)
+    wait_until(lambda: value(b, "agent_ingest_forward_spans_total", outcome="sent") == 5, timeout=10)
+    time.sleep(1.0)  # a multiplying loop would go on meanwhile
+    a.derive()
+    b.derive()
+    for svc in (a, b):
+        assert value(svc, "agent_executions_started_total", agent="billing", trigger="webhook") == 1
+        assert value(svc, "agent_tool_calls_total", agent="billing", tool="lookup", outcome="success") == 2
+        assert value(svc, "agent_ingest_forward_spans_total", outcome="sent") == 5
+    assert value(a, "agent_ingest_spans_received_total") == 10  # its 5, then the same 5 back
+    assert value(a, "agent_ingest_spans_looped_total") == 5
+    assert value(a, "agent_ingest_spans_not_derived_total", reason="late") == 0
+    assert value(b, "agent_ingest_spans_received_total") == 5
+    assert value(b, "agent_ingest_spans_looped_total") == 0
+    assert value(a, "agent_ingest_requests_total", code="200") == 2
+    text = urllib.request.urlopen(f"http://127.0.0.1:{a.metrics_port}/metrics", timeout=5).read().decode()
+    assert "agent_ingest_spans_looped_total 5.0" in text
+
+
+def test_looped_spans_get_a_partial_success(ingest: Factory, otlp_receiver: OtlpReceiver) -> None:
+    """Forwarded resources name the instances they went through; spans back at one are rejected, not derived."""
+    first = ingest(forward=otlp_receiver.endpoint)
+    assert send(first, execution())[0] == 200
+    got = otlp_receiver.wait_for_spans(5)
+    assert {tuple(s.resource_attributes["agent_exporter.ingest.via"]) for s in got} == {(first.instance_id,)}
+    assert first.port is not None
+    back = request(execution(agent="again"))
+    back.resource_spans[0].resource.attributes.add(key="agent_exporter.ingest.via").value.array_value.values.add(
+        string_value=first.instance_id
+    )
+    status, _, body = post(first.port, back.SerializeToString())
+    answer = ExportTraceServiceResponse.FromString(body)
+    assert status == 200 and answer.partial_success.rejected_spans == 5
+    assert "forwarding loop" in answer.partial_success.error_message
+    first.derive()
+    assert value(first, "agent_executions_started_total", agent="again", trigger="webhook") == 0
+    assert value(first, "agent_ingest_spans_looped_total") == 5
+    time.sleep(0.5)
+    assert len(otlp_receiver.wait_for_spans(5)) == 5  # not forwarded again
 
 
 def test_a_python_sdk_exporter_is_a_sender_too(ingest: Factory) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import semconv as sc
 from tests.servers import OtlpReceiver, PrometheusServer, wait_until
@@ -118,31 +120,63 @@ def test_node_agent_metrics_on_a_real_scrape_and_spans_downstream(
     assert prom.query_value('agent_ingest_requests_total{code="401"}') in (None, 0)
 
 
-def test_the_readme_node_example_runs_as_written(ingest_cli: tuple[int, int, str], otlp_receiver: OtlpReceiver) -> None:
-    """README's Node.js example, pointed at a service, delivers its three spans and one execution."""
-    node = _node()
-    port, metrics_port, token = ingest_cli
+def _readme_ingest_section() -> tuple[list[str], str]:
+    """The README's "Agents in other languages": its service command line and its Node.js snippet."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("## Agents in other languages", 1)[1]
+    section = readme.split("## Agents in other languages", 1)[1].split("\n## ", 1)[0]
+    command = section.split("```sh\n", 1)[1].split("```", 1)[0].strip()
     code = section.split("```js\n", 1)[1].split("```", 1)[0]
-    assert "http://127.0.0.1:4319/v1/traces" in code
-    code = code.replace("http://127.0.0.1:4319/v1/traces", f"http://127.0.0.1:{port}/v1/traces")
-    code = code.replace(
-        "new OTLPTraceExporter({ url:", f"new OTLPTraceExporter({{ headers: {{ Authorization: 'Bearer {token}' }}, url:"
-    )
-    script = NODE_DIR / "readme-example.tmp.mjs"
-    script.write_text(code)
+    return shlex.split(command), code
+
+
+def test_the_readme_ingest_section_runs_as_written(tmp_path: Path) -> None:
+    """The README's service command and Node.js snippet work together (only the ports made free):
+    one execution, one step, one failed tool call, three spans, nothing forwarded."""
+    node = _node()
+    argv, code = _readme_ingest_section()
+    assert argv[:2] == ["agent-exporter", "ingest"] and "--forward" not in argv
+    port = argv[argv.index("--port") + 1]
+    url = f"http://127.0.0.1:{port}/v1/traces"
+    assert url in code  # the snippet sends to the service the command starts
+    argv[argv.index("--port") + 1] = "0"
+    argv[argv.index("--metrics-port") + 1] = "0"
+    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", *argv[1:]], stderr=subprocess.PIPE, text=True)
     try:
-        done = subprocess.run(
-            [node, script.name], cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False
-        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "OTLP on" in line and "forwarding to nowhere" in line, line
+        got_port = int(line.split("127.0.0.1:")[1].split("/")[0])
+        metrics_port = int(line.split("/metrics on 127.0.0.1:")[1].split(",")[0])
+        script = NODE_DIR / "readme-example.tmp.mjs"
+        script.write_text(code.replace(url, f"http://127.0.0.1:{got_port}/v1/traces"))
+        try:
+            done = subprocess.run(
+                [node, script.name], cwd=NODE_DIR, capture_output=True, text=True, timeout=60, check=False
+            )
+        finally:
+            script.unlink()
+        assert done.returncode == 0, done.stderr
+
+        def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            return {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name.startswith(("agent_executions_", "agent_steps_total", "agent_tool_calls_total",
+                                           "agent_ingest_spans", "agent_ingest_forward_spans_total"))
+                and sample.value and not sample.name.endswith("_created")
+            }  # fmt: skip
+
+        a = (("agent", "billing"), ("trigger", "webhook"))
+        expected = {
+            ("agent_executions_started_total", a): 1.0,
+            ("agent_executions_finished_total", (a[0], ("status", "completed"), a[1])): 1.0,
+            ("agent_steps_total", (("agent", "billing"), ("status", "passed"), ("step", "chat gpt-4o"))): 1.0,
+            ("agent_tool_calls_total", (("agent", "billing"), ("outcome", "error"), ("tool", "lookup_invoice"))): 1.0,
+            ("agent_ingest_spans_received_total", ()): 3.0,
+        }
+        wait_until(lambda: samples() == expected, timeout=20, describe=lambda: str(samples()))
     finally:
-        script.unlink()
-    assert done.returncode == 0, done.stderr
-    assert len(otlp_receiver.wait_for_spans(3, timeout=20)) == 3
-
-    def exposition() -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-
-    line = 'agent_tool_calls_total{agent="billing",outcome="error",tool="lookup_invoice"} 1.0'
-    wait_until(lambda: line in exposition(), timeout=20, describe=exposition)
+        proc.terminate()
+        proc.wait(timeout=20)

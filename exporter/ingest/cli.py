@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"port for /metrics (default {DEFAULT_METRICS_PORT})")  # fmt: skip
     p.add_argument("--metrics-addr", default="127.0.0.1", help="bind address for /metrics (default 127.0.0.1)")
     p.add_argument("--forward", default=None, metavar="URL",
-        help="the next hop's OTLP/HTTP traces URL, e.g. http://jaeger:4318/v1/traces (default none)")  # fmt: skip
+        help="the next hop's OTLP/HTTP traces URL, e.g. http://jaeger:4318/v1/traces (default none; "
+             "never this service's own address)")  # fmt: skip
     p.add_argument("--token-file", default=None,
                    help=f"file holding the bearer token senders must present (or ${TOKEN_ENV})")  # fmt: skip
     p.add_argument("--forward-token-file", default=None,
@@ -41,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="413 above (default %(default)s)")
     p.add_argument("--max-concurrent", type=int, default=d.max_concurrent,
                    help="requests decoded at once; more get 429 (default %(default)s)")  # fmt: skip
+    p.add_argument("--max-pending-bytes", type=int, default=d.max_pending_bytes,
+                   help="request bodies held at once; more get 503 (default %(default)s)")  # fmt: skip
+    p.add_argument("--request-timeout", type=float, default=d.request_timeout,
+                   help="seconds for a whole request, headers and body; 408 past it (default %(default)s)")  # fmt: skip
     p.add_argument("--max-connections", type=int, default=d.max_connections,
                    help="open OTLP/HTTP connections; more get 503 (default %(default)s)")  # fmt: skip
     p.add_argument("--max-queue-bytes", type=int, default=d.max_queue_bytes,
@@ -87,6 +92,8 @@ def settings_from(args: argparse.Namespace) -> IngestSettings:
         metrics_client_auth_required=args.metrics_client_auth_required,
         max_body_bytes=args.max_body_bytes,
         max_concurrent=args.max_concurrent,
+        max_pending_bytes=args.max_pending_bytes,
+        request_timeout=args.request_timeout,
         max_connections=args.max_connections,
         max_queue_bytes=args.max_queue_bytes,
         grace=args.grace,

@@ -49,11 +49,16 @@ def serve_grpc(
                 if not hmac.compare_digest(str(given).encode("utf-8", "replace"), expected):
                     receiver.count(401)
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "bearer token required")
+            if not receiver.slot():
+                receiver.count(429)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many requests being decoded")
             try:
-                accepted = receiver.take(request, None)
+                accepted = receiver.take(request)
             except Exception:  # noqa: BLE001 - the service stays up
                 receiver.count(500)
                 context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                receiver.release()
             if accepted is None:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "forward queue full")
                 raise AssertionError("abort raises")  # for the type checker
@@ -64,8 +69,10 @@ def serve_grpc(
                 resp.partial_success.error_message = message
             return resp
 
+    # grpcio waits for a unary call's message on a pool thread: a thread per call in progress, so
+    # calls whose message trickles in hold a call's place, never the decoding slots (`slot()`).
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="agent-exporter-grpc"),
+        futures.ThreadPoolExecutor(max_workers=max_concurrent * 4, thread_name_prefix="agent-exporter-grpc"),
         maximum_concurrent_rpcs=max_concurrent * 4,
         options=[("grpc.max_receive_message_length", max_message_bytes)],
     )

@@ -11,7 +11,7 @@ import base64
 import json
 import zlib
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from ..spanmap import SpanSummary, summarize
 
@@ -28,6 +29,10 @@ JSON = "application/json"
 STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 # Span.flags: the sender knows whether the parent is remote (HAS_IS_REMOTE) and it is (IS_REMOTE).
 REMOTE_PARENT = 0x100 | 0x200
+# A resource attribute on what the service forwards: the ids of the ingest instances the spans
+# went through (a string array). A resource attribute survives a Collector (a header would not),
+# so spans that come back to an instance whose id they carry are a forwarding loop.
+VIA: Final = "agent_exporter.ingest.via"
 
 
 class BadRequest(ValueError):
@@ -177,13 +182,20 @@ class Decoded(NamedTuple):
     traces: dict[bytes, list[tuple[SpanSummary, bool]]]  # bool: a root (see `summaries`)
     spans: int  # all spans in the request
     rejected: int  # spans with invalid ids: neither derived nor forwarded
+    looped: int = 0  # spans this instance forwarded before (a loop): neither derived nor forwarded
 
 
-def summaries(request: ExportTraceServiceRequest) -> Decoded:
-    """Every valid span of a request as a `SpanSummary` (through `spanmap.summarize`)."""
+def summaries(request: ExportTraceServiceRequest, instance: str | None = None) -> Decoded:
+    """Every valid span of a request as a `SpanSummary` (through `spanmap.summarize`); spans whose
+    resource says `instance` forwarded them already are counted `looped` and left out."""
     traces: dict[bytes, list[tuple[SpanSummary, bool]]] = {}
-    total = rejected = 0
+    total = rejected = looped = 0
     for rs in request.resource_spans:
+        if instance is not None and instance in via(rs.resource):
+            n = sum(len(ss.spans) for ss in rs.scope_spans)
+            total += n
+            looped += n
+            continue
         for ss in rs.scope_spans:
             scope = ss.scope.name or None
             for span in ss.spans:
@@ -209,16 +221,40 @@ def summaries(request: ExportTraceServiceRequest) -> Decoded:
                 # A root: no parent, or a parent in another process (this sender's part of the trace).
                 root = not pid or span.flags & REMOTE_PARENT == REMOTE_PARENT
                 traces.setdefault(tid, []).append((summary, root))
-    return Decoded(traces, total, rejected)
+    return Decoded(traces, total, rejected, looped)
 
 
-def without_invalid(request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
-    """The request minus spans with invalid ids (the next hop would refuse the whole batch)."""
-    for rs in request.resource_spans:
+def via(resource: Resource) -> tuple[str, ...]:
+    """The ingest instances that forwarded spans of this resource (the `VIA` attribute)."""
+    for kv in resource.attributes:
+        if kv.key == VIA:
+            v = value(kv.value)
+            return v if isinstance(v, tuple) else (str(v),)
+    return ()
+
+
+def for_next_hop(request: ExportTraceServiceRequest, instance: str) -> ExportTraceServiceRequest:
+    """The request as it is forwarded (changed in place): spans with invalid ids taken out (the
+    next hop would refuse the whole batch), resources `instance` forwarded before (a loop) taken
+    out, and `instance` added to each resource's `VIA` attribute."""
+    all_rs = request.resource_spans
+    for i in reversed(range(len(all_rs))):
+        rs = all_rs[i]
+        seen = via(rs.resource)
+        if instance in seen:
+            del all_rs[i]
+            continue
         for ss in rs.scope_spans:
-            keep = [s for s in ss.spans if _valid(s.trace_id, s.span_id, s.parent_span_id)]
-            del ss.spans[:]
-            ss.spans.extend(keep)
+            if not all(_valid(s.trace_id, s.span_id, s.parent_span_id) for s in ss.spans):
+                keep = [s for s in ss.spans if _valid(s.trace_id, s.span_id, s.parent_span_id)]
+                del ss.spans[:]
+                ss.spans.extend(keep)
+        attrs = rs.resource.attributes
+        for j in reversed(range(len(attrs))):
+            if attrs[j].key == VIA:
+                del attrs[j]
+        marker = attrs.add(key=VIA)
+        marker.value.array_value.values.extend(AnyValue(string_value=str(x)) for x in (*seen, instance))
     return request
 
 

@@ -7,16 +7,27 @@ with no effect, so a sender's retry never counts an execution twice:
   415 a content type other than protobuf / JSON (or an unknown Content-Encoding), 411 neither
   Content-Length nor chunked; these are answered without decoding the body (discarded unread in
   64 KiB pieces up to DRAIN_LIMIT; past it, or chunked, the connection is closed);
+- 408 (and the connection closed) when the request, headers and body, has not arrived within
+  `request_timeout` seconds of its first byte (of the connection's start, for its first request);
 - 413 a body (or what its gzip inflates to) over `max_body_bytes`;
 - 400 a body that does not decode (truncated or garbage protobuf, bad JSON, bad gzip);
-- 429 with `Retry-After` when `max_concurrent` requests are already being decoded;
-- 503 with `Retry-After` when the forward queue is full;
+- 503 with `Retry-After` when `max_pending_bytes` of bodies are already held (being read or
+  decoded), or when the forward queue is full;
+- 429 with `Retry-After` when a body, read whole, finds the `max_concurrent` decoding slots busy
+  for DECODE_WAIT seconds;
 - 200 with `partial_success` when spans with invalid ids were rejected (not derived, not
-  forwarded) or spans were not derived (over a budget, late: a warning, `rejected_spans` 0).
+  forwarded), spans came back in a forwarding loop (the same), or spans were not derived (over a
+  budget, late: a warning, `rejected_spans` 0).
 
-Memory: at most `max_concurrent` bodies of `max_body_bytes` are held at once (twice that with
-gzip), each connection has a socket timeout, and bodies are read in chunks up to the limit
-(chunked bodies, which the Node.js exporter sends without Content-Length, included).
+A body is read whole before a decoding slot is taken, so a slow sender holds its connection's
+thread and the bytes it announced, never a slot that decoding needs; every read is bounded by
+the socket timeout and the request's deadline.
+
+Memory: at most `max_pending_bytes` of bodies are held at once (being read, waiting or being
+decoded; a Content-Length body's bytes are reserved before it is read, a chunked body's chunk by
+chunk), `max_concurrent` of them decoded at once (twice their size with gzip), and bodies are
+read in chunks up to the limit (chunked bodies, which the Node.js exporter sends without
+Content-Length, included).
 """
 
 from __future__ import annotations
@@ -24,26 +35,28 @@ from __future__ import annotations
 import contextlib
 import hmac
 import http.server
+import io
 import logging
 import socket
 import ssl
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .otlp import (
-    PROTOBUF,
     BadRequest,
     TooLarge,
     error_body,
+    for_next_hop,
     inflate,
     media_type,
     parse,
     response,
     summaries,
-    without_invalid,
 )
 
 log = logging.getLogger("agent_exporter.ingest")
@@ -51,15 +64,42 @@ log = logging.getLogger("agent_exporter.ingest")
 PATH = "/v1/traces"
 RETRY_AFTER = "1"  # seconds; the OTel SDKs back off further on their own
 DRAIN_LIMIT = 64 * 1024 * 1024  # an unwanted body up to this size is read and discarded, not reset
+DECODE_WAIT = 1.0  # seconds a body read whole waits for a decoding slot (decoding takes milliseconds)
+DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds for a whole request, headers and body (408 past it)
+DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024  # bodies held at once: 8 of the default 4 MiB largest
+
+
+class RequestTimeout(TimeoutError):
+    """The request, headers and body, did not arrive within its deadline: 408, connection closed."""
 
 
 class Outcome:
     """What one accepted request did, for the service's counters."""
 
-    __slots__ = ("spans", "rejected", "not_derived")
+    __slots__ = ("spans", "rejected", "not_derived", "looped")
 
-    def __init__(self, spans: int, rejected: int, not_derived: dict[str, int]) -> None:
-        self.spans, self.rejected, self.not_derived = spans, rejected, not_derived
+    def __init__(self, spans: int, rejected: int, not_derived: dict[str, int], looped: int = 0) -> None:
+        self.spans, self.rejected, self.not_derived, self.looped = spans, rejected, not_derived, looped
+
+
+class _Budget:
+    """Bytes held at once, shared by the requests in progress: `take` refuses past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
 
 
 class Receiver:
@@ -74,20 +114,29 @@ class Receiver:
         token: str | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
         max_concurrent: int = 4,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        instance: str | None = None,
     ) -> None:
         if max_body_bytes < 1 or max_concurrent < 1:
             raise ValueError("max_body_bytes and max_concurrent must be >= 1")
+        if max_pending_bytes < max_body_bytes:
+            raise ValueError("max_pending_bytes must be >= max_body_bytes")
         self._add = add
         self._offer = offer
         self._counted = counted
         self._token = f"Bearer {token}".encode() if token else None
         self.max_body_bytes = max_body_bytes
         self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._pending = _Budget(max_pending_bytes)
+        # This service's id on what it forwards (otlp.VIA): spans that come back with it are a loop.
+        self.instance = instance or uuid.uuid4().hex
 
     def handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
         """Answer one request (never raises: the server thread must survive anything)."""
         try:
             self._handle(h)
+        except RequestTimeout:
+            raise  # the server's handler answers 408 and closes
         except (OSError, ssl.SSLError):
             h.close_connection = True  # the sender went away or timed out
         except Exception:  # noqa: BLE001 - a bug answers 500, the service stays up
@@ -119,12 +168,20 @@ class Receiver:
             return self._refuse(h, 415, kind, f"unsupported Content-Encoding {encoding[:40]!r}", length)
         if length is not None and length > self.max_body_bytes:
             return self._refuse(h, 413, kind, f"body over {self.max_body_bytes} bytes", length)
-        if not self._slots.acquire(blocking=False):
-            return self._refuse(h, 429, kind, "too many requests at once", length, {"Retry-After": RETRY_AFTER})
+        held = [0]  # bytes this request holds in the pending budget
+
+        def reserve(n: int) -> bool:
+            if not self._pending.take(n):
+                return False
+            held[0] += n
+            return True
+
         try:
-            self._accept(h, kind, encoding, length)
+            if length is not None and not reserve(length):
+                return self._refuse(h, 503, kind, _BUSY_MESSAGE, length, {"Retry-After": RETRY_AFTER})
+            self._accept(h, kind, encoding, length, reserve)
         finally:
-            self._slots.release()
+            self._pending.give(held[0])
 
     def _refuse(
         self,
@@ -148,61 +205,91 @@ class Receiver:
                 length -= len(got)
         self._reply(h, code, kind, message, close=close, extra=extra)
 
-    def _accept(self, h: http.server.BaseHTTPRequestHandler, kind: str, encoding: str, length: int | None) -> None:
+    def _accept(
+        self,
+        h: http.server.BaseHTTPRequestHandler,
+        kind: str,
+        encoding: str,
+        length: int | None,
+        reserve: Callable[[int], bool],
+    ) -> None:
         limit = self.max_body_bytes
         try:
             rfile: Any = h.rfile
-            body = read_chunked(rfile, limit) if length is None else read_exact(rfile, length)
+            body = read_chunked(rfile, limit, reserve) if length is None else read_exact(rfile, length)
         except _ChunkedTooLarge as exc:
-            # Read the rest away (up to DRAIN_LIMIT) so the sender sees the 413, not a reset.
+            # Read the rest away (up to DRAIN_LIMIT) so the sender sees the answer, not a reset.
             drained = drain_chunked(rfile, exc.pending, DRAIN_LIMIT)
+            if isinstance(exc, _ChunkedBusy):
+                return self._reply(h, 503, kind, str(exc), close=not drained, extra={"Retry-After": RETRY_AFTER})
             return self._reply(h, 413, kind, str(exc), close=not drained)
         except TooLarge as exc:
             return self._reply(h, 413, kind, str(exc), close=True)
         except BadRequest as exc:
             return self._reply(h, 400, kind, str(exc), close=True)
+        # The body is here: only now is a decoding slot taken (a slow sender never holds one).
+        if not self.slot():
+            return self._reply(h, 429, kind, "too many requests being decoded", extra={"Retry-After": RETRY_AFTER})
+        try:
+            self._decode(h, kind, encoding, body)
+        finally:
+            self.release()
+
+    def _decode(self, h: http.server.BaseHTTPRequestHandler, kind: str, encoding: str, body: bytes) -> None:
         try:
             if encoding == "gzip":
-                body = inflate(body, limit)
+                body = inflate(body, self.max_body_bytes)
             request = parse(body, kind)
         except TooLarge as exc:
             return self._reply(h, 413, kind, str(exc))
         except BadRequest as exc:
             return self._reply(h, 400, kind, str(exc))
-        accepted = self.take(request, body if kind == PROTOBUF else None)
+        accepted = self.take(request)
         if accepted is None:
             return self._reply(h, 503, kind, "forward queue full", extra={"Retry-After": RETRY_AFTER}, counted=True)
         rejected, message = accepted
         self._send(h, 200, response(kind, rejected, message), kind, False, {})
 
+    def slot(self) -> bool:
+        """Take a decoding slot, waiting up to DECODE_WAIT; False when they stay busy (429)."""
+        return self._slots.acquire(timeout=DECODE_WAIT)
+
+    def release(self) -> None:
+        """Give back a slot `slot()` took."""
+        self._slots.release()
+
     def count(self, code: int) -> None:
         """Count an answer given without `take` (the gRPC front's refusals)."""
         self._counted(code, None)
 
-    def take(self, request: ExportTraceServiceRequest, wire: bytes | None) -> tuple[int, str] | None:
+    def take(self, request: ExportTraceServiceRequest) -> tuple[int, str] | None:
         """Derive and forward a decoded request (HTTP or gRPC): (rejected spans, message for the
         partial success), or None when the forward queue is full (then nothing was done).
 
-        `wire` is the request's protobuf body when it came as one: forwarded as it is, unless
-        spans had to be taken out."""
-        decoded = summaries(request)
-        valid = decoded.spans - decoded.rejected
+        What is forwarded is the request minus spans with invalid ids and spans that came back
+        to this service (a loop), each resource marked with this service's id (`otlp.VIA`)."""
+        decoded = summaries(request, self.instance)
+        valid = decoded.spans - decoded.rejected - decoded.looped
         if self._offer is not None and valid:
-            if wire is None or decoded.rejected:
-                wire = without_invalid(request).SerializeToString()
+            wire = for_next_hop(request, self.instance).SerializeToString()
             if not self._offer(wire, valid):
                 self._counted(503, None)
                 return None
         not_derived = self._add(decoded.traces)
-        message = ""
+        rejected = decoded.rejected + decoded.looped
+        problems = []
         if decoded.rejected:
-            message = f"{decoded.rejected} spans with invalid trace or span ids rejected"
-        elif not_derived:
+            problems.append(f"{decoded.rejected} spans with invalid trace or span ids rejected")
+        if decoded.looped:
+            problems.append(f"{decoded.looped} spans rejected: this service forwarded them before (a forwarding loop)")
+        message = "; ".join(problems)
+        if not message and not_derived:
             message = "spans accepted; not derived into metrics: " + ", ".join(
                 f"{n} {reason}" for reason, n in sorted(not_derived.items())
             )
-        self._counted(200, Outcome(decoded.spans, decoded.rejected, not_derived))  # before the answer is sent
-        return decoded.rejected, message
+        outcome = Outcome(decoded.spans, decoded.rejected, not_derived, decoded.looped)
+        self._counted(200, outcome)  # before the answer is sent
+        return rejected, message
 
     def _reply(
         self,
@@ -248,8 +335,9 @@ def read_exact(rfile: IO[bytes], length: int) -> bytes:
     return data
 
 
-def read_chunked(rfile: IO[bytes], limit: int) -> bytes:
-    """A chunked body (RFC 9112 §7.1), refusing more than `limit` bytes of data."""
+def read_chunked(rfile: IO[bytes], limit: int, reserve: Callable[[int], bool] = lambda n: True) -> bytes:
+    """A chunked body (RFC 9112 §7.1), refusing more than `limit` bytes of data, and a chunk
+    `reserve` refuses (the bytes held at once are over their budget)."""
     parts: list[bytes] = []
     total = 0
     while True:
@@ -270,6 +358,8 @@ def read_chunked(rfile: IO[bytes], limit: int) -> bytes:
         total += size
         if total > limit:
             raise _ChunkedTooLarge(f"body over {limit} bytes", pending=size)
+        if not reserve(size):
+            raise _ChunkedBusy(_BUSY_MESSAGE, pending=size)
         data = rfile.read(size)
         if len(data) < size:
             raise BadRequest("truncated chunk")
@@ -284,6 +374,13 @@ class _ChunkedTooLarge(TooLarge):
     def __init__(self, message: str, pending: int) -> None:
         super().__init__(message)
         self.pending = pending
+
+
+class _ChunkedBusy(_ChunkedTooLarge):
+    """A chunk over the budget of bytes held at once: the answer is 503 (retry later)."""
+
+
+_BUSY_MESSAGE = "too many request bodies held at once"
 
 
 def drain_chunked(rfile: IO[bytes], pending: int, budget: int) -> bool:
@@ -311,6 +408,41 @@ def drain_chunked(rfile: IO[bytes], pending: int, budget: int) -> bool:
                 return False
     except (ValueError, OSError):
         return False
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, each bounded by the idle timeout and by the current request's
+    deadline: past it, `RequestTimeout`, however slowly the bytes keep coming (the socket
+    timeout alone bounds one read, not a request)."""
+
+    def __init__(self, sock: socket.socket, idle: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._idle = idle
+        self.deadline: float | None = None  # monotonic; None between requests
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any, /) -> int:
+        timeout = self._idle
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.expired = True
+                raise RequestTimeout("request not received in time")
+            timeout = min(timeout, left)
+        self._sock.settimeout(timeout)
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            if timeout < self._idle:  # the deadline, not the idle timeout, ran out
+                self.expired = True
+                raise RequestTimeout("request not received in time") from None
+            raise
+        finally:
+            self._sock.settimeout(self._idle)
 
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -361,17 +493,64 @@ def serve(
     client_auth_required: bool = False,
     socket_timeout: float = 30.0,
     max_connections: int = 256,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> tuple[http.server.ThreadingHTTPServer, threading.Thread]:
-    """Bind and serve on a daemon thread; TLS (and mutual TLS) as for `/metrics`. Raises OSError."""
+    """Bind and serve on a daemon thread; TLS (and mutual TLS) as for `/metrics`. Raises OSError.
+
+    `socket_timeout` bounds each read and the wait for a connection's next request (keep-alive);
+    `request_timeout` bounds a whole request, headers and body, from its first byte (from the
+    connection's start for its first request, the TLS handshake included): 408 and closed past it."""
+    if request_timeout <= 0 or socket_timeout <= 0:
+        raise ValueError("request_timeout and socket_timeout must be > 0")
+    timed_out, _ = error_body(None, 408, f"request not received within {request_timeout:g} s")
+    timed_out_answer = (
+        b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/x-protobuf\r\nConnection: close\r\n"
+        + f"Content-Length: {len(timed_out)}\r\n\r\n".encode()
+        + timed_out
+    )
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: OTLP exporters reuse their connection
         server_version = "agent-exporter-ingest"
+        _reader: _DeadlineReader
+        _buffered: io.BufferedReader
 
         def version_string(self) -> str:
             return self.server_version
 
         timeout = socket_timeout  # a slow or silent sender cannot hold a thread for ever
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()  # the socket's own file: replaced by one whose reads have a deadline
+            self._reader = _DeadlineReader(self.connection, socket_timeout)
+            self._reader.deadline = time.monotonic() + request_timeout  # the first request: from now
+            self.rfile = self._buffered = io.BufferedReader(self._reader, 65536)
+
+        def handle_one_request(self) -> None:
+            reader = self._reader
+            if reader.deadline is None:
+                # Keep-alive: wait for the next request with the idle timeout; its deadline
+                # starts with its first byte.
+                try:
+                    if not self._buffered.peek(1):
+                        self.close_connection = True
+                        return
+                except OSError:
+                    self.close_connection = True
+                    return
+                reader.deadline = time.monotonic() + request_timeout
+            try:
+                super().handle_one_request()  # a TimeoutError closes the connection, unanswered
+            finally:
+                reader.deadline = None
+            if reader.expired:
+                reader.expired = False
+                self.close_connection = True
+                receiver.count(408)
+                with contextlib.suppress(OSError):
+                    self.connection.settimeout(1.0)
+                    self.connection.sendall(timed_out_answer)
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib naming
             receiver.handle(self)

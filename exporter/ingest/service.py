@@ -7,10 +7,13 @@ assembler, runs `spanmap.assemble` (the span bridge's code) and hands the events
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -24,7 +27,7 @@ from ..tasks.backend import StoreError, parse_url
 from ..tasks.sink import TaskSink
 from . import assembly
 from . import forward as fwd
-from .receiver import Outcome, Receiver, serve
+from .receiver import DEFAULT_MAX_PENDING_BYTES, DEFAULT_REQUEST_TIMEOUT, Outcome, Receiver, serve
 
 log = logging.getLogger("agent_exporter.ingest")
 
@@ -33,13 +36,14 @@ INGEST_REQUESTS: Final = "agent_ingest_requests_total"  # by HTTP status code an
 INGEST_SPANS_RECEIVED: Final = "agent_ingest_spans_received_total"  # spans in accepted requests
 INGEST_SPANS_REJECTED: Final = "agent_ingest_spans_rejected_total"  # invalid ids: partial success
 INGEST_SPANS_NOT_DERIVED: Final = "agent_ingest_spans_not_derived_total"  # by reason (assembly.REASONS)
+INGEST_SPANS_LOOPED: Final = "agent_ingest_spans_looped_total"  # came back: this service forwarded them
 INGEST_FORWARD_SPANS: Final = "agent_ingest_forward_spans_total"  # by outcome: sent, failed, shutdown
 INGEST_OPEN_TRACES: Final = "agent_ingest_open_traces"
 INGEST_HELD_SPANS: Final = "agent_ingest_held_spans"
 INGEST_FORWARD_QUEUE_BYTES: Final = "agent_ingest_forward_queue_bytes"
 INGEST_METRICS: Final = (
     INGEST_REQUESTS, INGEST_SPANS_RECEIVED, INGEST_SPANS_REJECTED, INGEST_SPANS_NOT_DERIVED,
-    INGEST_FORWARD_SPANS, INGEST_OPEN_TRACES, INGEST_HELD_SPANS, INGEST_FORWARD_QUEUE_BYTES,
+    INGEST_SPANS_LOOPED, INGEST_FORWARD_SPANS, INGEST_OPEN_TRACES, INGEST_HELD_SPANS, INGEST_FORWARD_QUEUE_BYTES,
 )  # fmt: skip
 
 DEFAULT_PORT = 4318  # the OTLP/HTTP port
@@ -68,6 +72,8 @@ class IngestSettings:
     metrics_client_auth_required: bool = False
     max_body_bytes: int = 4 * 1024 * 1024
     max_concurrent: int = 4
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES  # bodies held at once (read, waiting, decoded)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds for a whole request: 408 past it
     max_connections: int = 256  # open OTLP/HTTP connections (a thread each); more are answered 503
     max_queue_bytes: int = fwd.DEFAULT_MAX_QUEUE_BYTES
     grace: float = assembly.DEFAULT_GRACE
@@ -103,6 +109,58 @@ class IngestSettings:
             raise ValueError("max_connections must be >= max_concurrent")
         if self.sweep_interval <= 0:
             raise ValueError("sweep_interval must be > 0")
+        if self.request_timeout <= 0:
+            raise ValueError("request_timeout must be > 0")
+        if self.max_pending_bytes < self.max_body_bytes:
+            raise ValueError("max_pending_bytes must be >= max_body_bytes (a full-size body must fit)")
+        if self.forward is not None and self.port:
+            refuse_forward_to_self(self.forward, self.addr, self.port)
+
+
+# Host names that reach a listener on the loopback or wildcard address of this machine.
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def forwards_to_itself(forward: str, addr: str, port: int) -> bool:
+    """True when the `forward` URL names the OTLP listener at `addr`:`port` itself: the same port
+    and the bound address, or, when that is a loopback or wildcard address, any loopback or
+    wildcard spelling (127.0.0.1, localhost, 0.0.0.0, ::1, ::). No DNS look-up is made."""
+    parts = urlsplit(forward)
+    try:
+        to_port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    if to_port != port or not host:
+        return False
+    bound = _ip(addr)
+    if host == addr.lower() or (bound is not None and _ip(host) == bound):
+        return True
+    if bound is None or not (bound.is_loopback or bound.is_unspecified):
+        return False
+    target = _ip(host)
+    return host in _LOCAL_NAMES or (target is not None and (target.is_loopback or target.is_unspecified))
+
+
+def refuse_forward_to_self(forward: str, addr: str, port: int) -> None:
+    """ValueError naming the options when `forward` is this service's own OTLP listener."""
+    if forwards_to_itself(forward, addr, port):
+        raise ValueError(
+            f"--forward {forward} is this service's own OTLP listener (--addr {addr} --port {port}): "
+            "every span it forwards would come back to it. Give --forward the next hop's URL "
+            "(Jaeger's or a Collector's OTLP/HTTP port, e.g. http://127.0.0.1:14318/v1/traces when "
+            "it runs on this machine), or serve on another --port, or leave --forward out (derive only)"
+        )
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 class IngestService:
@@ -130,6 +188,12 @@ class IngestService:
         self._not_derived = _counter(
             INGEST_SPANS_NOT_DERIVED, "Accepted spans not derived into metrics (forwarded), by reason.", r, "reason"
         )
+        self._looped = _counter(
+            INGEST_SPANS_LOOPED,
+            "Spans that came back to this service after it forwarded them (a forwarding loop): "
+            "not derived, not forwarded again.",
+            r,
+        )
         self._forwarded = _counter(
             INGEST_FORWARD_SPANS, "Spans handed to the next hop, by outcome: sent, failed, shutdown.", r, "outcome"
         )
@@ -150,6 +214,8 @@ class IngestService:
         self.grpc_port: int | None = None
         self._grpc: Any = None
         self.metrics_port: int | None = None
+        # This service's id on what it forwards (otlp.VIA): what comes back with it is a loop.
+        self.instance_id = uuid.uuid4().hex
 
     # ------------------------------------------------------------------ life cycle
 
@@ -157,6 +223,8 @@ class IngestService:
         """Bind the ports and start the threads; raises OSError / ValueError if it cannot."""
         s = self.settings
         try:
+            if s.forward and s.port:
+                refuse_forward_to_self(s.forward, s.addr, s.port)
             if s.forward:
                 headers = dict(s.forward_headers)
                 self.forwarder = fwd.Forwarder(
@@ -169,14 +237,18 @@ class IngestService:
                 token=s.token,
                 max_body_bytes=s.max_body_bytes,
                 max_concurrent=s.max_concurrent,
+                max_pending_bytes=s.max_pending_bytes,
+                instance=self.instance_id,
             )
             httpd, _ = serve(
                 receiver, s.addr, s.port, certfile=s.certfile, keyfile=s.keyfile,
                 client_cafile=s.client_cafile, client_auth_required=s.client_auth_required,
-                max_connections=s.max_connections,
+                max_connections=s.max_connections, request_timeout=s.request_timeout,
             )  # fmt: skip
             self._servers.append(httpd)
             self.port = httpd.server_address[1]
+            if s.forward:
+                refuse_forward_to_self(s.forward, s.addr, self.port)  # --port 0: the port it got
             if s.grpc_port is not None:
                 from .grpc_receiver import serve_grpc
 
@@ -255,6 +327,14 @@ class IngestService:
         self._received.inc(outcome.spans)
         if outcome.rejected:
             self._rejected.inc(outcome.rejected)
+        if outcome.looped:
+            self._looped.inc(outcome.looped)
+            self.metrics.warnings.warn(
+                "ingest_loop",
+                f"{outcome.looped} spans came back to this service (instance {self.instance_id}) after it "
+                f"forwarded them: a forwarding loop (--forward {self.settings.forward} leads back here); "
+                "they were not derived or forwarded again",
+            )
         for reason, n in outcome.not_derived.items():
             self._not_derived.labels(reason).inc(n)
             self.metrics.warnings.warn(f"ingest_{reason}", f"{n} spans not derived into metrics: {reason}")
