@@ -230,3 +230,55 @@ def test_task_reads_from_many_threads_share_one_connection_safely(tmp_path: Path
     assert metric_value(registry, "agent_executions_finished_total", agent="invoice", trigger="manual",
                         status="cancelled") == 64  # fmt: skip
 
+
+
+# --------------------------------------------------------------------------- (4) fork with a lock held
+
+
+def test_a_fork_while_the_librarys_locks_are_held_does_not_deadlock_the_child() -> None:
+    """Locks held by another thread at fork (metrics, warnings, watchdog): the child still records."""
+    import os
+
+    from exporter.watchdog import WATCHDOG
+
+    rt = exporter.configure(metrics_port=None, registry=fresh_registry(), log_level="off")
+    held = [rt.metrics._lock, rt.warnings._lock, WATCHDOG._lock]  # forced: held across the fork
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold() -> None:
+        for lock in held:
+            lock.acquire()
+        holding.set()
+        release.wait(10)
+        for lock in held:
+            lock.release()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: a wait (metrics lock), a warning (warnings lock), a deadline (watchdog)
+        code = 1
+        try:
+            with exporter.execution("child", trigger="not-a-trigger", max_duration=5) as run:
+                run.wait("approval")
+                run.start()
+            finished = metric_value(rt.metrics.registry, "agent_executions_finished_total", agent="child",
+                                    trigger="not-a-trigger", status="completed")  # fmt: skip
+            code = 0 if finished == 1 else 2
+        finally:
+            os._exit(code)
+    release.set()
+    t.join()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child deadlocked on a lock held at fork")
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -1,0 +1,106 @@
+"""Per-execution CPU of this checkout against another one, side by side in one run.
+
+    git worktree add /tmp/base <commit>
+    python -m benchmarks.versus --baseline /tmp/base [--rounds 6] [--executions 3000]
+
+Each round runs the same 6-step execution shape in a fresh process per checkout (interleaved, so
+drift on a shared machine hits both), exporting to a local OTLP sink, and reads the agent
+thread's CPU per execution and the process's CPU per execution with the spans flushed. Prints the
+medians and the ratio this / baseline; nothing is asserted (a benchmark, not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    import exporter
+    n, endpoint = int(sys.argv[1]), sys.argv[2]
+    exporter.configure(service_name="versus", metrics_port=None, otlp_endpoint=endpoint, log_level="off")
+
+    def one(i):
+        with exporter.execution("invoice", trigger="email", task_id=f"T-{i}") as run:
+            for name in ("Extract", "Validate", "Route", "Approve", "Update CRM", "Notify"):
+                with run.step(name, tool="custom_gpt") as step:
+                    with step.tool_call("custom_gpt"):
+                        pass
+                    step.record_usage(input_tokens=100, output_tokens=20)
+                    step.evaluate("accuracy", score=0.9)
+
+    for i in range(300):
+        one(i)
+    exporter.flush(30)
+    t0, p0 = time.thread_time(), time.process_time()
+    for i in range(n):
+        one(i)
+    t1 = time.thread_time()
+    ok = exporter.flush(30)
+    p1 = time.process_time()
+    print(json.dumps({"thread_us": (t1 - t0) / n * 1e6, "process_us": (p1 - p0) / n * 1e6, "flushed": ok}))
+    """
+)
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def _run(checkout: Path, n: int, endpoint: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, str(n), endpoint],
+        capture_output=True, text=True, env=env, cwd=checkout, check=True, timeout=600,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--baseline", type=Path, required=True, help="another checkout of the project")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--executions", type=int, default=3000)
+    a = p.parse_args()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    results: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
+    for r in range(a.rounds):
+        order = [("baseline", a.baseline), ("this", REPO)]
+        for name, checkout in order if r % 2 == 0 else reversed(order):
+            results[name].append(_run(checkout, a.executions, endpoint))
+    server.shutdown()
+    print(f"{a.executions} executions x {a.rounds} rounds, 6 steps each, spans exported to a local sink")
+    print(f"{'':10} {'agent thread µs/exec':>22} {'process CPU µs/exec':>22}")
+    med: dict[str, tuple[float, float]] = {}
+    for name, rows in results.items():
+        t = statistics.median(x["thread_us"] for x in rows)
+        pr = statistics.median(x["process_us"] for x in rows)
+        med[name] = (t, pr)
+        print(f"{name:10} {t:22.1f} {pr:22.1f}")
+    (bt, bp), (tt, tp) = med["baseline"], med["this"]
+    print(f"{'ratio':10} {tt / bt:21.3f}x {tp / bp:21.3f}x")
+
+
+if __name__ == "__main__":
+    main()
