@@ -324,14 +324,17 @@ class Step:
 
     def set_status(self, status: Any) -> None:
         """Set the step's status explicitly ('passed', 'failed', 'needs_review')."""
-        if not self._alive("set_status()"):
-            return
-        if not isinstance(status, str) or status not in STATUS_RANK:  # unhashable must not raise
-            self.run._state.drop(
-                DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(STATUS_RANK)}; ignored"
-            )
-            return
-        self.status = str(status)
+        try:
+            if not self._alive("set_status()"):
+                return
+            if not isinstance(status, str) or status not in STATUS_RANK:  # unhashable must not raise
+                self.run._state.drop(
+                    DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(STATUS_RANK)}; ignored"
+                )
+                return
+            self.status = str(status)
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "set_status()", exc)
 
 
 class ToolCall:
