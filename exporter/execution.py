@@ -344,6 +344,8 @@ class Execution(Lifecycle):
     def fail(self, cause: Any = FailureCause.ERROR.value, message: str | None = None) -> None:
         """Mark the execution failed with `cause`; recorded when it ends (exit or `end()`)."""
         try:
+            if self._over("fail()"):
+                return
             c = cause.value if isinstance(cause, FailureCause) else cause
             if not isinstance(c, str) or c not in CAUSES:  # unhashable must not raise
                 self._state.drop(
@@ -359,17 +361,26 @@ class Execution(Lifecycle):
     def cancel(self, message: str | None = None) -> None:
         """Mark the execution cancelled (counts in neither side of the completion rate)."""
         try:
+            if self._over("cancel()"):
+                return
             self._set_outcome("cancel()", (CANCELLED, None, None if message is None else clean_text(message, 1000)))
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "cancel()", exc)
 
+    def _over(self, what: str) -> bool:
+        """True, and counted, when the execution is already over: a late call changes nothing."""
+        if self.ended:
+            self._state.drop(DropReason.USE_AFTER_END, f"{what} on an execution that already ended")
+            return True
+        return False
+
     def _set_outcome(self, what: str, outcome: tuple[str, str | None, str | None]) -> None:
-        """The outcome the end records, unless the execution is over (then counted, not set)."""
+        """The outcome the end records; decided under the lock, so none lands after the end."""
         with self._lock:
             if not self.ended:
                 self._outcome = outcome
                 return
-        self._state.drop(DropReason.USE_AFTER_END, f"{what} on an execution that already ended")
+        self._over(what)
 
     def end(self, exc: BaseException | None = None) -> None:
         """End an execution started with `start_execution()` (the `with` form calls this)."""

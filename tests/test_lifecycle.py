@@ -188,14 +188,32 @@ def test_a_stale_watchdog_call_does_not_end_an_execution_that_waited_and_runs_ag
 
 
 def test_fail_after_the_end_is_counted_not_recorded():
-    """fail() and cancel() after the end change nothing and count use_after_end."""
+    """fail() and cancel() after the end change nothing and count use_after_end, their arguments unchecked."""
     with testing.capture(log_level="off") as cap:
         with exporter.execution("late") as run:
             pass
-        run.fail("tool_error")
+        run.fail("not a cause")
         run.cancel()
         assert run.status == "completed"
         assert cap.value("agent_exporter_dropped_total", reason="use_after_end") == 2
+        assert cap.value("agent_exporter_dropped_total", reason="unknown_cause") == 0
+
+
+@pytest.mark.usefixtures("no_watchdog")
+def test_a_fail_that_loses_the_race_with_the_end_is_counted_not_lost():
+    """An end() from another thread right after fail() checked the phase: the fail counts as use after end."""
+    with testing.capture(log_level="off") as cap:
+
+        def scenario() -> None:
+            run = exporter.start_execution("f")
+            assert isinstance(run, Execution)
+            _arm(run, run.end)
+            run.fail("tool_error")
+            _rival_done(run)
+            assert run.status == "completed"
+            assert cap.value("agent_exporter_dropped_total", reason="use_after_end") == 1
+
+        _in_own_context(scenario)
 
 
 # --------------------------------------------------------------------------- never raising
