@@ -10,9 +10,10 @@ whoever asks for it: the agent's thread, the max-duration watchdog, another thre
 that come in pairs (`ExecutionRunning(True)`/`(False)`, `ExecutionWaiting`/`ExecutionResumed`)
 are recorded under the same lock, in the order of the moves: a resume can never overtake the
 wait it closes (the pending gauge would keep a waiter that left), and a timeout can never end
-an execution a second time. What only the caller that ended the execution does next (end the
-open steps and the span, record `ExecutionFinished`) happens after the lock is released: nothing
-moves out of `ended` or `suspended`.
+an execution a second time. None of them logs, so no user code (a log handler) runs under the
+lock. What only the winner of a move does next happens after the lock is released: record
+`ExecutionStarted` (it may log), and for the end, end the open steps and the span and record
+`ExecutionFinished`; nothing moves out of `ended` or `suspended`.
 """
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ class Lifecycle:
                 return
             if self._pending_reason is not None:
                 self._to_pending(self._pending_reason)
-            else:
-                self._to_running()
+                return
+            first = self._to_running()
+        if first:
+            self._rec.record(ExecutionStarted(self.ref, self._description))
 
     def _start(self) -> None:
         """pending → running (`start()`, or a step entered while pending)."""
@@ -91,7 +94,9 @@ class Lifecycle:
                 return
             waited = self._from_pending()
             self._span.add_event(sc.EVENT_RESUMED, {sc.ATTR_PENDING_SECONDS: waited})
-            self._to_running()
+            first = self._to_running()
+        if first:
+            self._rec.record(ExecutionStarted(self.ref, self._description))
 
     def _wait(self, reason: str) -> bool:
         """running → pending (`wait()`); False if the execution was already over."""
@@ -105,6 +110,7 @@ class Lifecycle:
         """running or pending → ended or suspended: the phase left, for the one caller that moved
         it; None for every other (over already, never entered). A timeout (`timed_out`) ends only
         a running execution past its deadline (not one that waits, or runs again after a wait)."""
+        first = False
         with self._lock:
             was = self._phase
             if was == RUNNING:
@@ -113,28 +119,29 @@ class Lifecycle:
                 self._from_running()
             elif was == PENDING and not timed_out:
                 self._from_pending()
-                if to == ENDED and not self._started:  # cancelled or failed while queued: started and finished
-                    self._started = True
-                    self._rec.record(ExecutionStarted(self.ref, self._description))
+                first = to == ENDED and not self._started  # cancelled or failed while queued: started and finished
+                self._started |= first
             else:
                 return None
             self._phase = to
-            return was
+        if first:
+            self._rec.record(ExecutionStarted(self.ref, self._description))
+        return was
 
     # ------------------------------------------------------------------ under the lock
 
-    def _to_running(self) -> None:
-        rec = self._rec
-        if not self._started:
-            self._started = True
-            rec.record(ExecutionStarted(self.ref, self._description))
-        rec.record(ExecutionRunning(self.ref, True))
+    def _to_running(self) -> bool:
+        """Enter running; True the first time (the caller records `ExecutionStarted`, after the lock)."""
+        first = not self._started
+        self._started = True
+        self._rec.record(ExecutionRunning(self.ref, True))
         self.status = sc.ExecutionStatus.IN_PROGRESS.value
         self._phase = RUNNING
         self._run_t0 = time.perf_counter()
         if self.max_duration is not None:
             self._deadline = time.monotonic() + max(0.0, self.max_duration - self._active)
             WATCHDOG.watch(cast("Execution", self), self._deadline)
+        return first
 
     def _from_running(self) -> None:
         """Leave running: accumulate active time, leave the in-progress gauge and the watchdog."""

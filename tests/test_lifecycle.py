@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import random
 import sys
 import threading
@@ -18,6 +19,7 @@ import exporter
 from exporter import semconv as sc
 from exporter import testing
 from exporter.execution import Execution
+from exporter.logs import LOGGER_NAME
 from exporter.watchdog import WATCHDOG
 
 # --------------------------------------------------------------------------- helpers
@@ -214,6 +216,39 @@ def test_a_fail_that_loses_the_race_with_the_end_is_counted_not_lost():
             assert cap.value("agent_exporter_dropped_total", reason="use_after_end") == 1
 
         _in_own_context(scenario)
+
+
+def test_a_log_handler_may_call_back_into_the_execution_it_hears_about():
+    """A log handler that calls wait() on the execution_started event: no deadlock, the books balance."""
+
+    class Reentrant(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith(sc.LOG_EXECUTION_STARTED):
+                exporter.current_execution().wait()
+
+    handler = Reentrant()
+    logger = logging.getLogger(LOGGER_NAME)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        with testing.capture(log_level="debug") as cap:
+
+            def scenario() -> None:
+                with exporter.execution("r") as run, run.step("s"):
+                    assert isinstance(run, Execution)
+
+            worker = threading.Thread(target=scenario, daemon=True)  # a regression must not hang the suite
+            worker.start()
+            worker.join(5)
+            assert not worker.is_alive(), "deadlocked: a log handler ran under the execution's lock"
+            assert cap.total("agent_executions_finished_total", agent="r") == 1
+            assert cap.value("agent_execution_pending_duration_seconds_count", agent="r", reason="approval") == 1
+            assert cap.value("agent_executions_in_progress", agent="r") == 0
+            assert cap.total("agent_executions_pending", agent="r") == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # --------------------------------------------------------------------------- never raising
