@@ -10,7 +10,6 @@ Steps and tool calls live in `steps.py`, the suspend/resume carrier in `carrier.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,28 +24,16 @@ from . import semconv as sc
 from .carrier import make_carrier
 from .content import clean_text
 from .errors import cause_of
-from .events import (
-    ExecutionFinished,
-    ExecutionRef,
-    ExecutionResumed,
-    ExecutionRunning,
-    ExecutionStarted,
-    ExecutionSuspended,
-    ExecutionWaiting,
-)
+from .events import ExecutionFinished, ExecutionRef, ExecutionResumed, ExecutionSuspended
+from .lifecycle import ENDED, SUSPENDED, Lifecycle
 from .metrics import exemplar_of
 from .noop import NOOP_STEP, NoopStep
 from .recording import (
     CANCELLED,
     CAUSES,
     COMPLETED,
-    CREATED,
-    ENDED,
     EXEC_FAILED,
     KNOWN_TRIGGERS,
-    PENDING,
-    RUNNING,
-    SUSPENDED,
     clean_reason,
     current_execution_var,
     exc_text,
@@ -59,17 +46,17 @@ from .recording import (
 from .sampling import Sampling
 from .semconv import DropReason, FailureCause, PendingReason, SamplingReason
 from .steps import Step
-from .watchdog import WATCHDOG
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Execution:
+class Execution(Lifecycle):
     """One task execution: a span, its steps, and its metrics at the end.
 
     Use as `with` / `async with`; a normal exit completes it, an exception fails it (cause from
     the exception) and passes through. `fail()` and `cancel()` set the outcome that the exit
-    records; `suspend()` hands the execution to another process.
+    records; `suspend()` hands the execution to another process. Its phases and the moves
+    between them are `Lifecycle`'s.
     """
 
     def __init__(
@@ -114,19 +101,14 @@ class Execution:
         self.exemplar: dict[str, str] | None = None
         self.span_id: str | None = None
         self.ref = ExecutionRef(self.agent, self.trigger, self.task_id, version=self.version)  # completed on enter
-        self._pending_reason = clean_reason(state, pending) if pending else None
-        self._phase = CREATED
-        self._lock = threading.Lock()
+        self._init_lifecycle(clean_reason(state, pending) if pending else None)
         self._span: Any = None
         self._ctx: Any = None
         self._otel_token: Any = None
         self._cv_token: Any = None
         self._steps = itertools.count(1)
         self._open: dict[Step, None] = {}  # steps entered and not ended, in order
-        self._run_t0 = 0.0
-        self._active = 0.0
-        self._pending_since = 0.0
-        self._started = False
+        self._abort_why: str | None = None  # set when the end ends the open steps: why they failed
         self._outcome: tuple[str, str | None, str | None] | None = None
         self._score_sum = 0.0
         self._score_n = 0
@@ -136,12 +118,6 @@ class Execution:
         self._sampling: Sampling | None = None  # set when this execution's spans are held
         self._flagged: str | None = None  # a step's reason to keep the trace (SamplingReason)
         self._head_dropped = False  # the head sampler dropped the trace (counted as such)
-
-    # ------------------------------------------------------------------ helpers
-
-    @property
-    def ended(self) -> bool:
-        return self._phase in (ENDED, SUSPENDED)
 
     # ------------------------------------------------------------------ enter / exit
 
@@ -166,7 +142,7 @@ class Execution:
         return self.__exit__(exc_type, exc, tb)
 
     def _begin(self) -> None:
-        if self._phase != CREATED:
+        if not self._claim_enter():
             self._state.drop(DropReason.USE_AFTER_END, "an execution was entered twice; ignored")
             return
         st = self._state
@@ -202,11 +178,7 @@ class Execution:
         self._cv_token = current_execution_var.set(self)
         if resume is not None:
             self._restore(resume)
-            return
-        if self._pending_reason is not None:
-            self._enter_pending(self._pending_reason)
-        else:
-            self._start_running()
+        self._opened()
 
     def _hold(self, ctx: trace.SpanContext, resumed: bool) -> bool:
         """Hold this trace's spans when sampling is on; True if the trace is known to be kept."""
@@ -290,52 +262,11 @@ class Execution:
             event[sc.ATTR_PENDING_SECONDS] = waited
         self._span.add_event(sc.EVENT_RESUMED, event)
         self._rec.record(ExecutionResumed(self.ref, reason, None, waited))
-        self._start_running(resumed=True)
-
-    def _start_running(self, resumed: bool = False) -> None:
-        rec = self._rec
-        if not self._started:
-            self._started = True
-            rec.record(ExecutionStarted(self.ref, self._description))
-        rec.record(ExecutionRunning(self.ref, True))
-        self.status = sc.ExecutionStatus.IN_PROGRESS.value
-        self._phase = RUNNING
-        self._run_t0 = time.perf_counter()
-        if self.max_duration is not None:
-            WATCHDOG.watch(self, time.monotonic() + max(0.0, self.max_duration - self._active))
-
-    def _enter_pending(self, reason: str) -> None:
-        self._pending_reason = reason
-        self._pending_since = time.time()
-        self._phase = PENDING
-        self.status = sc.ExecutionStatus.PENDING.value
-        self._rec.record(ExecutionWaiting(self.ref, reason, id(self), self._pending_since))
-        self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
-
-    def _leave_pending(self) -> float:
-        reason = self._pending_reason or PendingReason.QUEUED.value
-        waited = max(0.0, time.time() - self._pending_since)
-        self._rec.record(ExecutionResumed(self.ref, reason, id(self), waited))
-        self._pending_reason = None
-        return waited
-
-    def _stop_running(self) -> None:
-        """Leave the running phase: accumulate active time, leave the in-progress gauge."""
-        self._active += time.perf_counter() - self._run_t0
-        self._rec.record(ExecutionRunning(self.ref, False))
-        if self.max_duration is not None:
-            WATCHDOG.unwatch(self)
 
     def _exit(self, exc: BaseException | None) -> None:
         try:
-            if self._phase in (RUNNING, PENDING):
-                if self._outcome is not None:
-                    status, cause, message = self._outcome
-                    self._finish(status, cause, message, exc)
-                elif exc is None:
-                    self._finish(COMPLETED, None, None, None)
-                else:
-                    self._finish(EXEC_FAILED, cause_of(exc).value, exc_text(exc), exc)
+            if self._leave(ENDED) is not None:
+                self._finish(exc)
             elif exc is not None and self._phase == SUSPENDED:
                 self._state.drop(
                     DropReason.USE_AFTER_END, f"exception after suspend() not recorded here: {type(exc).__name__}"
@@ -348,20 +279,21 @@ class Execution:
         self._cv_token = self._otel_token = None
         restore_context(current_execution_var, cv, otel)
 
-    def _finish(self, status: str, cause: str | None, message: str | None, exc: BaseException | None) -> bool:
-        with self._lock:
-            if self._phase not in (RUNNING, PENDING):
-                return False
-            was = self._phase
-            self._phase = ENDED
+    def _finish(self, exc: BaseException | None, timed_out: bool = False) -> None:
+        """For the one caller that moved the execution to ended: its outcome, the open steps, the
+        span and `ExecutionFinished`. No `fail()`/`cancel()` lands after that move."""
         rec = self._rec
-        if was == RUNNING:
-            self._stop_running()
+        cause: str | None
+        message: str | None
+        if timed_out:
+            status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
+            message = f"execution exceeded its maximum duration of {self.max_duration:g}s"
+        elif self._outcome is not None:
+            status, cause, message = self._outcome
+        elif exc is None:
+            status, cause, message = COMPLETED, None, None
         else:
-            self._leave_pending()
-            if not self._started:  # cancelled or failed while queued: started and finished
-                self._started = True
-                rec.record(ExecutionStarted(self.ref, self._description))
+            status, cause, message = EXEC_FAILED, cause_of(exc).value, exc_text(exc)
         runtime = self._active
         if status == COMPLETED and self.max_duration is not None and runtime > self.max_duration:
             status, cause = EXEC_FAILED, FailureCause.TIMEOUT.value
@@ -383,23 +315,19 @@ class Execution:
             span.set_status(Status(StatusCode.ERROR, message or cause))
         kept = self._end_span(status, cause, runtime, attrs)
         rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message, kept))
-        return True
 
     def _abort_open_steps(self, why: str) -> None:
         """Steps still open when the execution ends (a watchdog timeout, `end()` from elsewhere)
-        did not pass: each is ended now as failed, its `error.type` the execution's cause."""
+        did not pass: each is ended now as failed, its `error.type` the execution's cause. A step
+        entered meanwhile reads `why` after it joined the open steps: found here, or it ends itself."""
+        self._abort_why = why
         for step in list(self._open.copy()):  # copy() is atomic; the steps' exits may run meanwhile
             step._abort(why)
 
     def _timeout_from_watchdog(self) -> None:
         try:
-            if self._phase == RUNNING:
-                self._finish(
-                    EXEC_FAILED,
-                    FailureCause.TIMEOUT.value,
-                    f"execution exceeded its maximum duration of {self.max_duration:g}s",
-                    None,
-                )
+            if self._leave(ENDED, timed_out=True) is not None:
+                self._finish(None, timed_out=True)
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "watchdog", exc)
 
@@ -416,8 +344,7 @@ class Execution:
     def fail(self, cause: Any = FailureCause.ERROR.value, message: str | None = None) -> None:
         """Mark the execution failed with `cause`; recorded when it ends (exit or `end()`)."""
         try:
-            if self.ended:
-                self._state.drop(DropReason.USE_AFTER_END, "fail() on an execution that already ended")
+            if self._over("fail()"):
                 return
             c = cause.value if isinstance(cause, FailureCause) else cause
             if not isinstance(c, str) or c not in CAUSES:  # unhashable must not raise
@@ -427,16 +354,33 @@ class Execution:
                 )
                 message = f"{message} (cause {cause!r})" if message else f"cause {cause!r}"
                 c = FailureCause.ERROR.value
-            self._outcome = (EXEC_FAILED, c, None if message is None else clean_text(message, 1000))
+            self._set_outcome("fail()", (EXEC_FAILED, c, None if message is None else clean_text(message, 1000)))
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "fail()", exc)
 
     def cancel(self, message: str | None = None) -> None:
         """Mark the execution cancelled (counts in neither side of the completion rate)."""
+        try:
+            if self._over("cancel()"):
+                return
+            self._set_outcome("cancel()", (CANCELLED, None, None if message is None else clean_text(message, 1000)))
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self._state, "cancel()", exc)
+
+    def _over(self, what: str) -> bool:
+        """True, and counted, when the execution is already over: a late call changes nothing."""
         if self.ended:
-            self._state.drop(DropReason.USE_AFTER_END, "cancel() on an execution that already ended")
-            return
-        self._outcome = (CANCELLED, None, None if message is None else clean_text(message, 1000))
+            self._state.drop(DropReason.USE_AFTER_END, f"{what} on an execution that already ended")
+            return True
+        return False
+
+    def _set_outcome(self, what: str, outcome: tuple[str, str | None, str | None]) -> None:
+        """The outcome the end records; decided under the lock, so none lands after the end."""
+        with self._lock:
+            if not self.ended:
+                self._outcome = outcome
+                return
+        self._over(what)
 
     def end(self, exc: BaseException | None = None) -> None:
         """End an execution started with `start_execution()` (the `with` form calls this)."""
@@ -445,20 +389,14 @@ class Execution:
     def start(self) -> None:
         """Leave the pending state and run (entering a step does this by itself)."""
         try:
-            if self._phase == PENDING:
-                waited = self._leave_pending()
-                self._span.add_event(sc.EVENT_RESUMED, {sc.ATTR_PENDING_SECONDS: waited})
-                self._start_running()
+            self._start()
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "start()", exc)
 
     def wait(self, reason: str = PendingReason.APPROVAL.value) -> None:
         """Pause in this process (e.g. awaiting approval); time pending is not runtime."""
         try:
-            if self._phase == RUNNING:
-                self._stop_running()
-                self._enter_pending(clean_reason(self._state, reason))
-            elif self.ended:
+            if not self._wait(clean_reason(self._state, reason)):
                 self._state.drop(DropReason.USE_AFTER_END, "wait() on an execution that already ended")
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "wait()", exc)
@@ -467,16 +405,9 @@ class Execution:
         """End this process's part and return a small JSON-able carrier for `resume_execution()`."""
         try:
             reason = clean_reason(self._state, reason)
-            with self._lock:
-                if self._phase not in (RUNNING, PENDING):
-                    self._state.drop(DropReason.USE_AFTER_END, "suspend() on an execution that is not running")
-                    return {}
-                was = self._phase
-                self._phase = SUSPENDED
-            if was == RUNNING:
-                self._stop_running()
-            else:
-                self._leave_pending()
+            if self._leave(SUSPENDED) is None:
+                self._state.drop(DropReason.USE_AFTER_END, "suspend() on an execution that is not running")
+                return {}
             carrier = make_carrier(
                 self._ctx,
                 agent=self.agent,

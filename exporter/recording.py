@@ -31,9 +31,6 @@ CAUSES = frozenset(c.value for c in FailureCause)
 REASONS = frozenset(r.value for r in PendingReason)
 KNOWN_TRIGGERS = frozenset(t.value for t in sc.Trigger)
 
-# Execution life cycle inside this process.
-CREATED, PENDING, RUNNING, SUSPENDED, ENDED = range(5)
-
 
 def internal_error(state: _config.State | None, where: str, exc: BaseException) -> None:
     """A bug in the library: count it and carry on; the agent must not notice."""

@@ -18,13 +18,12 @@ from . import semconv as sc
 from .content import capture, clean_text
 from .errors import tool_outcome_of
 from .events import BranchTaken, EvaluationRecorded, StepFinished, StepStarted, TokensUsed, ToolCallFinished
+from .lifecycle import PENDING, RUNNING
 from .noop import NOOP_TOOL_CALL, NoopToolCall
 from .recording import (
     FAILED,
     NEEDS_REVIEW,
     PASSED,
-    PENDING,
-    RUNNING,
     STATUS_RANK,
     current_step_var,
     exc_text,
@@ -75,7 +74,7 @@ class Step:
         run = self.run
         try:
             if run._phase == PENDING:
-                run.start()
+                run.start()  # decided under the execution's lock
             if run._phase != RUNNING:
                 self._dead = True
                 run._state.drop(
@@ -88,11 +87,16 @@ class Step:
                 attrs[sc.ATTR_GEN_AI_TOOL_NAME] = self.tool
             self._span = run._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
             self._ctx = trace.set_span_in_context(self._span, run._ctx)
-            run._open[self] = None  # one dict operation: atomic, no lock on every step
             if run._rec.tasks is not None:  # only a task store shows the step running now
                 run._rec.record(StepStarted(run.ref, self.name))
             self._tokens = [otel_context.attach(self._ctx), current_step_var.set(self)]
             self._t0 = time.perf_counter()
+            run._open[self] = None  # one dict operation: atomic, no lock on every step
+            # The execution may have ended since the check above (a watchdog timeout). Its end
+            # names why before it looks for open steps: if not named yet, it will find this one.
+            why = run._abort_why
+            if why is not None:
+                self._abort(why)  # it may have looked already: ended here, or there (`_claim`)
         except Exception as exc:  # noqa: BLE001
             self._dead = True
             run._open.pop(self, None)
@@ -320,14 +324,17 @@ class Step:
 
     def set_status(self, status: Any) -> None:
         """Set the step's status explicitly ('passed', 'failed', 'needs_review')."""
-        if not self._alive("set_status()"):
-            return
-        if not isinstance(status, str) or status not in STATUS_RANK:  # unhashable must not raise
-            self.run._state.drop(
-                DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(STATUS_RANK)}; ignored"
-            )
-            return
-        self.status = str(status)
+        try:
+            if not self._alive("set_status()"):
+                return
+            if not isinstance(status, str) or status not in STATUS_RANK:  # unhashable must not raise
+                self.run._state.drop(
+                    DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(STATUS_RANK)}; ignored"
+                )
+                return
+            self.status = str(status)
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self.run._state, "set_status()", exc)
 
 
 class ToolCall:
