@@ -218,7 +218,7 @@ with exporter.execution("parent-main", task_id="P-main"):  # the forking thread'
                                    for a in ("worker", "parent-thread", "parent-main")),
             }
             exporter.shutdown()
-            print("W" + json.dumps(report), flush=True)
+            os.write(1, ("W" + json.dumps(report) + "\n").encode())  # one write: lines never interleave
             os._exit(0)
         pids.append(pid)
     for pid in pids:
