@@ -29,6 +29,7 @@ from .semconv import PendingReason
 from .watchdog import WATCHDOG
 
 if TYPE_CHECKING:
+    from ._runtime import Runtime
     from .execution import Execution
     from .recorder import Recorder
 
@@ -48,6 +49,7 @@ class Lifecycle:
     status: str
     max_duration: float | None
     _rec: Recorder
+    _state: Runtime
     _span: Any
     _description: str | None
 
@@ -60,6 +62,14 @@ class Lifecycle:
         self._run_t0 = 0.0
         self._active = 0.0  # seconds running, in this process and the parts before it
         self._deadline = math.inf  # time.monotonic() past which the watchdog may end it
+        # The runtime's generation when made: in a forked child the parent's executions are not
+        # the child's to move (nor their lock, which another thread of the parent may have held).
+        self._generation = self._state.generation
+
+    @property
+    def _foreign(self) -> bool:
+        """Made before a fork, seen in the child: it belongs to the parent; nothing moves it here."""
+        return self._generation != self._state.generation
 
     @property
     def ended(self) -> bool:
@@ -77,6 +87,8 @@ class Lifecycle:
 
     def _opened(self) -> None:
         """opening → pending (created pending) or running: the span exists, the execution begins."""
+        if self._foreign:
+            return
         with self._lock:
             if self._phase != OPENING:
                 return
@@ -89,6 +101,8 @@ class Lifecycle:
 
     def _start(self) -> None:
         """pending → running (`start()`, or a step entered while pending)."""
+        if self._foreign:
+            return
         with self._lock:
             if self._phase != PENDING:
                 return
@@ -100,6 +114,8 @@ class Lifecycle:
 
     def _wait(self, reason: str) -> bool:
         """running → pending (`wait()`); False if the execution was already over."""
+        if self._foreign:
+            return False
         with self._lock:
             if self._phase == RUNNING:
                 self._from_running()
@@ -110,6 +126,8 @@ class Lifecycle:
         """running or pending → ended or suspended: the phase left, for the one caller that moved
         it; None for every other (over already, never entered). A timeout (`timed_out`) ends only
         a running execution past its deadline (not one that waits, or runs again after a wait)."""
+        if self._foreign:
+            return None
         first = False
         with self._lock:
             was = self._phase

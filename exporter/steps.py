@@ -75,7 +75,7 @@ class Step:
         try:
             if run._phase == PENDING:
                 run.start()  # decided under the execution's lock
-            if run._phase != RUNNING:
+            if run._phase != RUNNING or run._foreign:  # over, or the parent's (seen in a forked child)
                 self._dead = True
                 run._state.drop(
                     DropReason.USE_AFTER_END, f"step {self.name!r} used after its execution ended; not recorded"

@@ -200,7 +200,7 @@ t = threading.Thread(target=hung)
 t.start()
 time.sleep(0.1)
 pids = []
-with exporter.execution("parent-main", task_id="P-main"):  # the forking thread's own execution
+with exporter.execution("parent-main", task_id="P-main") as main:  # the forking thread's own execution
     for w in range(4):
         pid = os.fork()
         if pid == 0:  # a worker
@@ -209,7 +209,10 @@ with exporter.execution("parent-main", task_id="P-main"):  # the forking thread'
                     with run.step("Handle"):
                         time.sleep(0.01)
             time.sleep(1.2)  # past the inherited execution's deadline
+            main.end()  # the parent's execution, ended in the child: not the child's to count
             report = {
+                "main_finished": value("agent_executions_finished_total", agent="parent-main", trigger="manual",
+                                       status="completed"),
                 "worker_finished": value("agent_executions_finished_total", agent="worker", trigger="manual",
                                          status="completed"),
                 "thread_failed": value("agent_executions_finished_total", agent="parent-thread", trigger="manual",
@@ -218,7 +221,7 @@ with exporter.execution("parent-main", task_id="P-main"):  # the forking thread'
                                    for a in ("worker", "parent-thread", "parent-main")),
             }
             exporter.shutdown()
-            os.write(1, ("W" + json.dumps(report) + "\n").encode())  # one write: lines never interleave
+            os.write(1, ("W" + json.dumps(report) + "\\n").encode())  # one write: lines never interleave
             os._exit(0)
         pids.append(pid)
     for pid in pids:
@@ -249,7 +252,7 @@ def test_a_preforking_server_counts_each_process_exactly(otlp_receiver: OtlpRece
             task = str(s.attributes.get("task.id"))
             by_task[task] = by_task.get(task, 0) + 1
     print(f"\nworkers: {workers}\nparent: {parent}\nspans: {len(spans)} ({len(set(ids))} distinct)")
-    assert workers == [{"worker_finished": 10.0, "thread_failed": 0.0, "in_progress": 0.0}] * 4
+    assert workers == [{"main_finished": 0.0, "worker_finished": 10.0, "thread_failed": 0.0, "in_progress": 0.0}] * 4
     assert parent == {"thread_failed": 1.0, "main_finished": 1.0}
     assert len(ids) == len(set(ids)) == 2 + 4 * 10 * 2  # no duplicate span from a child
     assert by_task["P-thread"] == 1 and by_task["P-main"] == 1

@@ -205,8 +205,8 @@ def test_task_reads_from_many_threads_share_one_connection_safely(tmp_path: Path
     exporter.configure(metrics_port=None, registry=registry, task_store=f"sqlite:///{tmp_path}/t.db", log_level="off")
     carriers = []
     for i in range(64):
-        run = exporter.start_execution("invoice", task_id=f"W-{i}")
-        carriers.append(run.suspend("approval"))
+        with exporter.execution("invoice", task_id=f"W-{i}") as run:
+            carriers.append(run.suspend("approval"))
     assert exporter.flush(10)
     results: dict[str, bool] = {}
     errors: list[BaseException] = []
