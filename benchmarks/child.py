@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from exporter.tracing import DEFAULT_SHUTDOWN_TIMEOUT
+from exporter.traces.export import DEFAULT_SHUTDOWN_TIMEOUT
 
 
 def rss_mib() -> float:

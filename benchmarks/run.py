@@ -663,7 +663,7 @@ def section_exposition(p: Profile, targets: list[Target]) -> Section:
     from prometheus_client import generate_latest
     from prometheus_client.openmetrics.exposition import generate_latest as upstream_openmetrics
 
-    from exporter.exposition import generate_openmetrics
+    from exporter.pipeline.exposition import generate_openmetrics
 
     from . import workload as w
 
@@ -672,7 +672,7 @@ def section_exposition(p: Profile, targets: list[Target]) -> Section:
         "5. Exposition",
         "Time to render the library's registry as its `/metrics` serves it: the text format with "
         "prometheus_client's `generate_latest`, OpenMetrics (what Prometheus asks for; it carries the "
-        "exemplars) with agent-exporter's `exporter.exposition.generate_openmetrics`, which writes "
+        "exemplars) with agent-exporter's `exporter.pipeline.exposition.generate_openmetrics`, which writes "
         "the same bytes as prometheus_client's OpenMetrics `generate_latest` (last column, for "
         "reference) without escaping each sample's name character by character. The registry is "
         "filled with many agents and step/tool label values (the cardinality guard raised with "
@@ -704,7 +704,7 @@ def section_exposition(p: Profile, targets: list[Target]) -> Section:
             om_upstream = upstream_openmetrics(reg)
             tu.append(time.perf_counter() - t)
         if om != om_upstream:  # the library must serve prometheus_client's bytes
-            raise RuntimeError("exporter.exposition.generate_openmetrics differs from prometheus_client's")
+            raise RuntimeError("exporter.pipeline.exposition.generate_openmetrics differs from prometheus_client's")
         t_med, o_med, u_med = statistics.median(tt), statistics.median(to), statistics.median(tu)
         if size == 10_000:
             at_10k = (n, t_med, o_med)

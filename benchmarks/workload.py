@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 import exporter
 from exporter import semconv as sc
-from exporter.tracing import DEFAULT_SHUTDOWN_TIMEOUT
+from exporter.traces.export import DEFAULT_SHUTDOWN_TIMEOUT
 
 from .shape import AGENT, EVALUATION, MIN_SCORE, SCORE, STEP_INPUT, STEP_OUTPUT, STEPS, TOKENS_IN, TOKENS_OUT, TRIGGER
 

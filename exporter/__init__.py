@@ -28,13 +28,13 @@ from .api import (
     start_execution,
     step,
 )
-from .bridge import task
 from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
-from .execution import Execution
-from .logs import add_trace_context
-from .sampling import SamplingSpanProcessor
+from .instrument.execution import Execution
+from .instrument.steps import Step, ToolCall
+from .pipeline.logs import add_trace_context
 from .semconv import ExecutionStatus, FailureCause, PendingReason, StepStatus, Trigger
-from .steps import Step, ToolCall
+from .spans.bridge import task
+from .traces.sampling import SamplingSpanProcessor
 
 __all__ = [
     "Execution",

@@ -26,13 +26,13 @@ from . import semconv as sc
 from ._runtime import Config, Runtime, serving_registry
 from ._version import __version__ as __version__  # re-exported by exporter/__init__.py
 from .content import DEFAULT_MAX_BYTES, Redactor
-from .exposition import make_metrics_app
-from .metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES
-from .sampling import activate
+from .pipeline.exposition import make_metrics_app
+from .pipeline.metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES
 from .semconv import StepStatus
-from .spanmap import DEFAULT_TRACE_TIMEOUT
+from .spans.mapping import DEFAULT_TRACE_TIMEOUT
 from .tasks.backend import StoreError, parse_url
-from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT
+from .traces.export import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT
+from .traces.sampling import activate
 
 # The stdlib's levels, which the recorder compares against; "off" is above them all.
 LOG_LEVELS = {
@@ -225,7 +225,7 @@ def configure(
     (`execution(version=)`): the `version` label of the per-version series and `gen_ai.agent.version`.
 
     `sample_healthy` below 1 keeps every failed, slow or flagged execution's trace and that fraction
-    of the healthy ones (exporter/sampling.py); metrics and logs stay exact.
+    of the healthy ones (exporter/traces/sampling.py); metrics and logs stay exact.
 
     `task_store` (`sqlite:///path/tasks.db` or `postgresql://user@host:port/db`) records every
     execution in a database, written off the agent's thread (exporter/tasks/); rows older than

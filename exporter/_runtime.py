@@ -31,18 +31,18 @@ from prometheus_client import CollectorRegistry
 
 from . import semconv as sc
 from ._version import __version__
-from .bridge import install as install_bridge
-from .exposition import start_metrics_server
-from .logs import RateLimitedWarnings, get_logger, own_exporter_logs
-from .metrics import Metrics, multiprocess_enabled
-from .recorder import Recorder
-from .sampling import Sampling, activate, holders
+from .instrument.watchdog import WATCHDOG
+from .pipeline.exposition import start_metrics_server
+from .pipeline.logs import RateLimitedWarnings, get_logger, own_exporter_logs
+from .pipeline.metrics import Metrics, multiprocess_enabled
+from .pipeline.recorder import Recorder
 from .semconv import DropReason
-from .spanmap import DEFAULT_TRACE_TIMEOUT
+from .spans.bridge import install as install_bridge
+from .spans.mapping import DEFAULT_TRACE_TIMEOUT
 from .tasks.backend import StoreError
 from .tasks.sink import TaskSink
-from .tracing import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
-from .watchdog import WATCHDOG
+from .traces.export import DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TracingSetup, setup_tracing
+from .traces.sampling import Sampling, activate, holders
 
 if TYPE_CHECKING:
     from ._config import Settings

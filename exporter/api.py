@@ -13,12 +13,12 @@ from typing import Any, TypeVar, cast
 
 from . import _config
 from . import semconv as sc
-from .carrier import parse_carrier
-from .execution import Execution
-from .noop import NOOP_EXECUTION, NOOP_STEP, NoopExecution, NoopStep
-from .recording import current_execution_var, current_step_var, internal_error
+from .instrument.carrier import parse_carrier
+from .instrument.execution import Execution
+from .instrument.noop import NOOP_EXECUTION, NOOP_STEP, NoopExecution, NoopStep
+from .instrument.recording import current_execution_var, current_step_var, internal_error
+from .instrument.steps import Step
 from .semconv import DropReason
-from .steps import Step
 from .tasks.query import carrier_of, get_task
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from . import _config
-from .sampling import SamplingSpanProcessor
+from .traces.sampling import SamplingSpanProcessor
 
 
 def fresh_registry() -> CollectorRegistry:

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 import exporter
 from exporter import semconv as sc
 from exporter import testing
-from exporter.bridge import SpanBridge
+from exporter.spans.bridge import SpanBridge
 
 OP = sc.ATTR_GEN_AI_OPERATION_NAME
 
@@ -152,7 +152,7 @@ def test_private_attribute_path_matches_the_public_one():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from exporter.bridge import _attributes
+    from exporter.spans.bridge import _attributes
 
     mem = InMemorySpanExporter()
     tp = TracerProvider()

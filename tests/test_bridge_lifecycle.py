@@ -9,11 +9,11 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 
-from exporter import bridge as bridge_mod
 from exporter import semconv as sc
 from exporter import testing
-from exporter.bridge import SpanBridge, install
-from exporter.tracing import setup_tracing
+from exporter.spans import bridge as bridge_mod
+from exporter.spans.bridge import SpanBridge, install
+from exporter.traces.export import setup_tracing
 
 OP = sc.ATTR_GEN_AI_OPERATION_NAME
 IN = sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS

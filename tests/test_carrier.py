@@ -9,7 +9,7 @@ import pytest
 import exporter
 from exporter import semconv as sc
 from exporter import testing
-from exporter.carrier import parse_carrier
+from exporter.instrument.carrier import parse_carrier
 
 
 def _suspended(cap: testing.Capture) -> dict:

@@ -34,8 +34,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.samples import Exemplar, NativeHistogram, Timestamp
 
 import exporter
-from exporter import exposition, testing
-from exporter.exposition import ALLOWUTF8, UNDERSCORES, generate_openmetrics
+from exporter import testing
+from exporter.pipeline import exposition
+from exporter.pipeline.exposition import ALLOWUTF8, UNDERSCORES, generate_openmetrics
 from tests.servers import free_port
 
 pytestmark = pytest.mark.skipif(not exposition._FAST, reason="prometheus_client version not verified: upstream only")

@@ -16,7 +16,7 @@ import pytest
 
 import exporter
 from exporter import testing
-from exporter.tracing import DEFAULT_BATCH, DEFAULT_MAX_QUEUE
+from exporter.traces.export import DEFAULT_BATCH, DEFAULT_MAX_QUEUE
 from tests.servers import OtlpReceiver, free_port, wait_until
 
 EXPORT_TIMEOUT = 1.0  # seconds per OTLP request, retries included

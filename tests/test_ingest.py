@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.ingest import IngestService, IngestSettings
 from exporter.ingest.otlp import summaries
-from exporter.spanmap import summarize
+from exporter.spans.mapping import summarize
 from tests.otlp_build import execution, new_span_id, new_trace_id, post, request, span, to_json
 from tests.servers import OtlpReceiver, wait_until
 

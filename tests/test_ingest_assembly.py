@@ -11,7 +11,7 @@ from exporter.ingest.assembly import (
     TRACES_OVER_BUDGET,
     Assembler,
 )
-from exporter.spanmap import OTHER, SpanSummary
+from exporter.spans.mapping import OTHER, SpanSummary
 
 
 class Clock:

@@ -18,9 +18,9 @@ from opentelemetry.sdk import trace as sdk_trace
 import exporter
 from exporter import semconv as sc
 from exporter import testing
-from exporter.execution import Execution
-from exporter.logs import LOGGER_NAME
-from exporter.watchdog import WATCHDOG
+from exporter.instrument.execution import Execution
+from exporter.instrument.watchdog import WATCHDOG
+from exporter.pipeline.logs import LOGGER_NAME
 
 # --------------------------------------------------------------------------- helpers
 

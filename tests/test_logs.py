@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 import exporter
 from exporter import semconv as sc
 from exporter import testing
-from exporter.logs import LOGGER_NAME
+from exporter.pipeline.logs import LOGGER_NAME
 from tests.servers import free_port
 
 

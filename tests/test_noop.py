@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 import exporter
-from exporter import noop, testing
-from exporter.execution import Execution
-from exporter.steps import Step, ToolCall
+from exporter import testing
+from exporter.instrument import noop
+from exporter.instrument.execution import Execution
+from exporter.instrument.steps import Step, ToolCall
 
 
 def _public(obj: object) -> set[str]:
@@ -52,8 +53,9 @@ def test_unconfigured_calls_do_nothing_and_return_their_types():
 
 def test_removed_names_stay_removed():
     """The undocumented `Execution.resume` alias and the dead names a dead-code pass found are gone."""
-    from exporter import content, metrics
+    from exporter import content
     from exporter import semconv as sc
+    from exporter.pipeline import metrics
 
     assert not hasattr(exporter.Execution, "resume") and not hasattr(noop.NoopExecution, "resume")
     assert not any(hasattr(sc, n) for n in ("TERMINAL_STATUSES", "METRIC_NAMES", "LOG_KEYS"))

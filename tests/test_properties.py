@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 import exporter
 from exporter import testing
-from exporter.metrics import MAX_LABEL_LENGTH
+from exporter.pipeline.metrics import MAX_LABEL_LENGTH
 from tests.servers import require_binary
 
 PROPS = settings(

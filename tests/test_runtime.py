@@ -16,13 +16,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._once import Once
 
 import exporter
-from exporter import _config, sampling
+from exporter import _config
 from exporter import semconv as sc
-from exporter.events import Event, ExecutionFinished
-from exporter.logs import RateLimitedWarnings
-from exporter.noop import NoopExecution
+from exporter.instrument.noop import NoopExecution
+from exporter.pipeline.events import Event, ExecutionFinished
+from exporter.pipeline.logs import RateLimitedWarnings
 from exporter.tasks import backend as backend_mod
 from exporter.testing import fresh_registry, metric_value
+from exporter.traces import sampling
 
 
 def _own_threads() -> list[str]:
@@ -239,7 +240,7 @@ def test_a_fork_while_the_librarys_locks_are_held_does_not_deadlock_the_child() 
     """Locks held by another thread at fork (metrics, warnings, watchdog): the child still records."""
     import os
 
-    from exporter.watchdog import WATCHDOG
+    from exporter.instrument.watchdog import WATCHDOG
 
     rt = exporter.configure(metrics_port=None, registry=fresh_registry(), log_level="off")
     held = [rt.metrics._lock, rt.warnings._lock, WATCHDOG._lock]  # forced: held across the fork

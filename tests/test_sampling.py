@@ -25,8 +25,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 import exporter
 from exporter import semconv as sc
-from exporter.sampling import SamplingSpanProcessor, keeps_healthy, ratio_bound
 from exporter.testing import Capture, capture
+from exporter.traces.sampling import SamplingSpanProcessor, keeps_healthy, ratio_bound
 
 KEEP = 1  # a trace id whose low 64 bits are below any ratio > 0: kept when healthy
 DROP = (1 << 64) - 1  # low 64 bits at the top: dropped when healthy at any ratio < 1
@@ -345,7 +345,7 @@ def test_held_spans_do_not_depend_on_the_backend() -> None:
     for i in range(200):
         with in_trace(i + 1), exporter.execution("a") as run:
             _healthy(run)
-    holders = [h for h in exporter.sampling.holders() if not h._stopped]
+    holders = [h for h in exporter.traces.sampling.holders() if not h._stopped]
     assert holders and all(h.held == 0 for h in holders)
     assert state.tracing.processor is not None
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from exporter import events as ev
 from exporter import semconv as sc
-from exporter.spanmap import AGENT, LLM, NODE, OWN_SCOPE, TOOL, Native, assemble, classify, summarize
-from exporter.tracing import SCOPE
+from exporter.pipeline import events as ev
+from exporter.spans.mapping import AGENT, LLM, NODE, OWN_SCOPE, TOOL, Native, assemble, classify, summarize
+from exporter.traces.export import SCOPE
 
 SHAPES = Path(__file__).parent / "frameworks" / "shapes"
 

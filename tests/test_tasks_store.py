@@ -277,7 +277,13 @@ def test_processes_suspending_and_resuming_across_each_other(store_url: str, sto
 def test_late_writes_from_a_slow_process_do_not_undo_a_newer_state(store: Backend) -> None:
     """The process that suspended may write after the one that resumed: the newer state wins,
     the counts of both add up."""
-    from exporter.events import ExecutionFinished, ExecutionRef, ExecutionRunning, ExecutionSuspended, StepFinished
+    from exporter.pipeline.events import (
+        ExecutionFinished,
+        ExecutionRef,
+        ExecutionRunning,
+        ExecutionSuspended,
+        StepFinished,
+    )
 
     ref = ExecutionRef("a", "email", "X-1")
     store.connect()

@@ -29,8 +29,8 @@ from opentelemetry.util._once import Once
 
 import exporter
 from exporter import _config
-from exporter import tracing as tracing_mod
 from exporter.testing import fresh_registry
+from exporter.traces import export as tracing_mod
 from tests.servers import OtlpReceiver, ReceivedSpan, free_port
 
 OTEL_VARS = (

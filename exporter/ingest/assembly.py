@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..spanmap import DEFAULT_TRACE_TIMEOUT, SpanSummary
+from ..spans.mapping import DEFAULT_TRACE_TIMEOUT, SpanSummary
 
 DEFAULT_GRACE = 2.0  # seconds after the root arrives: spans sent in a later batch still count
 DEFAULT_TIMEOUT = DEFAULT_TRACE_TIMEOUT  # seconds a trace without a root (its root is elsewhere) is held

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from ..spanmap import SpanSummary, summarize
+from ..spans.mapping import SpanSummary, summarize
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from ..exposition import start_metrics_server
-from ..logs import RateLimitedWarnings, get_logger
-from ..metrics import Metrics, exemplar_of
-from ..recorder import Recorder
+from ..pipeline.exposition import start_metrics_server
+from ..pipeline.logs import RateLimitedWarnings, get_logger
+from ..pipeline.metrics import Metrics, exemplar_of
+from ..pipeline.recorder import Recorder
 from ..semconv import DropReason
-from ..spanmap import assemble
+from ..spans.mapping import assemble
 from ..tasks.backend import StoreError, parse_url
 from ..tasks.sink import TaskSink
 from . import assembly

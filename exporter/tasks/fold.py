@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .. import semconv as sc
-from ..events import (
+from ..pipeline.events import (
     EvaluationRecorded,
     Event,
     ExecutionFinished,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..carrier import CARRIER_VERSION
+from ..instrument.carrier import CARRIER_VERSION
 from .backend import Backend
 from .schema import TABLE
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .. import _suppress
 from .. import semconv as sc
-from ..events import (
+from ..pipeline.events import (
     Event,
     ExecutionFinished,
     ExecutionRunning,
@@ -31,7 +31,7 @@ from .backend import Backend, redact_url
 from .fold import Delta, fold
 
 if TYPE_CHECKING:
-    from ..metrics import Metrics
+    from ..pipeline.metrics import Metrics
 
 _log = logging.getLogger("agent_exporter")
 

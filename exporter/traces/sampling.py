@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from .semconv import DropReason, ExecutionStatus, FailureCause, SamplingDecision, SamplingReason
+from ..semconv import DropReason, ExecutionStatus, FailureCause, SamplingDecision, SamplingReason
 
 DEFAULT_MAX_HELD_PER_TRACE = 2_000  # spans of one trace waiting for its decision (a long agent loop)
 DEFAULT_MAX_HELD = 20_000  # spans waiting in total, across traces (~1-2 KB each)

@@ -11,10 +11,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import _config
-from . import semconv as sc
-from .content import clean_text
-from .semconv import DropReason, FailureCause, PendingReason, StepStatus
+from .. import _config
+from .. import semconv as sc
+from ..content import clean_text
+from ..semconv import DropReason, FailureCause, PendingReason, StepStatus
 
 if TYPE_CHECKING:
     from .execution import Execution

@@ -16,10 +16,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from . import semconv as sc
-from .content import mask_secrets_in_text, valid_utf8
+from .. import semconv as sc
+from ..content import mask_secrets_in_text, valid_utf8
+from ..semconv import DropReason, MetricSpec
 from .logs import RateLimitedWarnings
-from .semconv import DropReason, MetricSpec
 
 DEFAULT_MAX_LABEL_VALUES = 100  # distinct step / tool / trigger / path / evaluation / version values per agent
 DEFAULT_MAX_AGENTS = 50  # distinct agents per process

@@ -30,8 +30,8 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
-from .content import clean_text
-from .semconv import LOG_EXPORTER_WARNING
+from ..content import clean_text
+from ..semconv import LOG_EXPORTER_WARNING
 
 LOGGER_NAME = "agent_exporter"
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from . import semconv as sc
-from .events import (
+from .. import semconv as sc
+from ..pipeline.events import (
     EvaluationRecorded,
     Event,
     ExecutionFinished,
@@ -34,7 +34,7 @@ from .events import (
     TokensUsed,
     ToolCallFinished,
 )
-from .semconv import FailureCause, ToolOutcome
+from ..semconv import FailureCause, ToolOutcome
 
 OWN_SCOPE = "agent_exporter"  # the instrumentation scope of the library's own spans
 # Seconds a trace that cannot complete is held, in the span bridge (idle, its local root never

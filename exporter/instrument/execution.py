@@ -19,14 +19,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _config
-from . import semconv as sc
+from .. import _config
+from .. import semconv as sc
+from ..content import clean_text
+from ..errors import cause_of
+from ..pipeline.events import ExecutionFinished, ExecutionRef, ExecutionResumed, ExecutionSuspended
+from ..pipeline.metrics import exemplar_of
+from ..semconv import DropReason, FailureCause, PendingReason, SamplingReason
+from ..traces.sampling import Sampling
 from .carrier import make_carrier
-from .content import clean_text
-from .errors import cause_of
-from .events import ExecutionFinished, ExecutionRef, ExecutionResumed, ExecutionSuspended
 from .lifecycle import ENDED, SUSPENDED, Lifecycle
-from .metrics import exemplar_of
 from .noop import NOOP_STEP, NoopStep
 from .recording import (
     CANCELLED,
@@ -43,8 +45,6 @@ from .recording import (
     record_exception,
     restore_context,
 )  # fmt: skip
-from .sampling import Sampling
-from .semconv import DropReason, FailureCause, PendingReason, SamplingReason
 from .steps import Step
 
 F = TypeVar("F", bound=Callable[..., Any])

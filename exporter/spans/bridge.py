@@ -41,14 +41,14 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
-from .events import EventSink
-from .logs import RateLimitedWarnings
-from .metrics import exemplar_of
-from .recording import current_execution_var, current_step_var
-from .sampling import dropped
-from .semconv import DropReason
-from .spanmap import DEFAULT_TRACE_TIMEOUT, OWN_SCOPE, Native, SpanSummary, assemble, summarize
-from .tracing import TracingSetup, _global_provider
+from ..instrument.recording import current_execution_var, current_step_var
+from ..pipeline.events import EventSink
+from ..pipeline.logs import RateLimitedWarnings
+from ..pipeline.metrics import exemplar_of
+from ..semconv import DropReason
+from ..traces.export import TracingSetup, _global_provider
+from ..traces.sampling import dropped
+from .mapping import DEFAULT_TRACE_TIMEOUT, OWN_SCOPE, Native, SpanSummary, assemble, summarize
 
 DEFAULT_MAX_OPEN_SPANS = 100_000  # spans started and not ended, across all traces
 DEFAULT_MAX_TRACES = 10_000  # traces with framework spans waiting for their local root

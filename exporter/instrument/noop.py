@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from .semconv import PendingReason
+from ..semconv import PendingReason
 
 
 class _NoopContext:

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .semconv import PendingReason
+from ..semconv import PendingReason
 
 CARRIER_VERSION = 1
 

@@ -23,15 +23,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
-from . import semconv as sc
-from .events import ExecutionRef, ExecutionResumed, ExecutionRunning, ExecutionStarted, ExecutionWaiting
-from .semconv import PendingReason
+from .. import semconv as sc
+from ..pipeline.events import ExecutionRef, ExecutionResumed, ExecutionRunning, ExecutionStarted, ExecutionWaiting
+from ..semconv import PendingReason
 from .watchdog import WATCHDOG
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from .._runtime import Runtime
+    from ..pipeline.recorder import Recorder
     from .execution import Execution
-    from .recorder import Recorder
 
 # The phases. `ended` and `suspended` are final in this process (a suspended execution continues
 # elsewhere, as a new Execution), so they come last: `phase >= SUSPENDED` means over.

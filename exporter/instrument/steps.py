@@ -13,11 +13,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _config
-from . import semconv as sc
-from .content import capture, clean_text
-from .errors import tool_outcome_of
-from .events import BranchTaken, EvaluationRecorded, StepFinished, StepStarted, TokensUsed, ToolCallFinished
+from .. import _config
+from .. import semconv as sc
+from ..content import capture, clean_text
+from ..errors import tool_outcome_of
+from ..pipeline.events import BranchTaken, EvaluationRecorded, StepFinished, StepStarted, TokensUsed, ToolCallFinished
+from ..semconv import DropReason, SamplingReason
 from .lifecycle import PENDING, RUNNING
 from .noop import NOOP_TOOL_CALL, NoopToolCall
 from .recording import (
@@ -32,7 +33,6 @@ from .recording import (
     record_exception,
     restore_context,
 )  # fmt: skip
-from .semconv import DropReason, SamplingReason
 
 if TYPE_CHECKING:
     from .execution import Execution

@@ -31,9 +31,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, SpanExportResult
 
-from . import _suppress
+from .. import _suppress
+from ..semconv import DropReason
 from .sampling import SamplingSpanProcessor
-from .semconv import DropReason
 
 DropCallback = Callable[[DropReason, str, int], None]
 
@@ -408,7 +408,7 @@ def setup_tracing(
       private one, exporting only if the OTEL_* variables ask for it.
     Conflicting arguments are a ValueError here, not a silent surprise later.
     With `sample_healthy` < 1 the library's export is wrapped in a `SamplingSpanProcessor`, which
-    holds each execution's spans until its outcome is known (exporter/sampling.py).
+    holds each execution's spans until its outcome is known (exporter/traces/sampling.py).
     """
     if not enabled:
         return TracingSetup(trace.NoOpTracer(), None)

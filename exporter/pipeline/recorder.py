@@ -12,7 +12,8 @@ from collections.abc import Callable
 from logging import DEBUG, INFO, WARNING
 from typing import Any
 
-from . import semconv as sc
+from .. import semconv as sc
+from ..semconv import DropReason, TokenType
 from .events import (
     BranchTaken,
     EvaluationRecorded,
@@ -31,7 +32,6 @@ from .events import (
     ToolCallFinished,
 )
 from .metrics import Metrics
-from .semconv import DropReason, TokenType
 
 _FAILED = sc.ExecutionStatus.FAILED.value
 _INPUT, _OUTPUT = TokenType.INPUT.value, TokenType.OUTPUT.value

@@ -1,0 +1,1 @@
+"""Events to consumers: the event vocabulary, the fan-out (recorder), metrics, log events, the /metrics exposition."""
