@@ -1,1 +1,2 @@
-"""What agent code calls into: executions, steps, tool calls, their life cycle, the carrier, the watchdog, the no-op objects."""
+"""What agent code calls into: executions, steps, tool calls, their life cycle, the carrier,
+the watchdog, the no-op objects."""

@@ -44,13 +44,15 @@ class Step:
     """One workflow node inside an execution; a child span and the step metrics."""
 
     __slots__ = (
-        "run", "name", "tool", "index", "status", "_span", "_ctx", "_tokens", "_t0", "_dead",
-        "_tin", "_tout", "_attrs", "__weakref__",
+        "run", "name", "tool", "index", "status", "_state", "_rec", "_span", "_ctx", "_tokens", "_t0",
+        "_dead", "_tin", "_tout", "_attrs", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, run: Execution, name: Any, tool: Any = None) -> None:
         self.run = run
-        rec = run._rec
+        # What a step records through: its execution's runtime and recorder, taken once here.
+        self._state = run._state
+        self._rec = rec = run._rec
         self.name = rec.name(name, "step")
         self.tool: str | None = rec.name(tool, "tool") if tool is not None else None
         self.index = 0
@@ -66,7 +68,7 @@ class Step:
 
     def _alive(self, what: str) -> bool:
         if self._dead or self._span is None:
-            self.run._state.drop(DropReason.USE_AFTER_END, f"{what} on a step that is not running; ignored")
+            self._state.drop(DropReason.USE_AFTER_END, f"{what} on a step that is not running; ignored")
             return False
         return True
 
@@ -77,7 +79,7 @@ class Step:
                 run.start()  # decided under the execution's lock
             if run._phase != RUNNING or run._foreign:  # over, or the parent's (seen in a forked child)
                 self._dead = True
-                run._state.drop(
+                self._state.drop(
                     DropReason.USE_AFTER_END, f"step {self.name!r} used after its execution ended; not recorded"
                 )
                 return self
@@ -85,10 +87,10 @@ class Step:
             attrs: dict[str, Any] = {sc.ATTR_STEP_NAME: self.name, sc.ATTR_STEP_INDEX: self.index}
             if self.tool is not None:
                 attrs[sc.ATTR_GEN_AI_TOOL_NAME] = self.tool
-            self._span = run._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
+            self._span = self._state.tracing.tracer.start_span(self.name, context=run._ctx, attributes=attrs)
             self._ctx = trace.set_span_in_context(self._span, run._ctx)
-            if run._rec.tasks is not None:  # only a task store shows the step running now
-                run._rec.record(StepStarted(run.ref, self.name))
+            if self._rec.tasks is not None:  # only a task store shows the step running now
+                self._rec.record(StepStarted(run.ref, self.name))
             self._tokens = [otel_context.attach(self._ctx), current_step_var.set(self)]
             self._t0 = time.perf_counter()
             run._open[self] = None  # one dict operation: atomic, no lock on every step
@@ -100,7 +102,7 @@ class Step:
         except Exception as exc:  # noqa: BLE001
             self._dead = True
             run._open.pop(self, None)
-            internal_error(run._state, "step enter", exc)
+            internal_error(self._state, "step enter", exc)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
@@ -110,12 +112,12 @@ class Step:
             if self._claim():
                 self._end(exc)
             elif self._tokens:  # ended by its execution (timeout): this exit is not recorded
-                self.run._state.drop(
+                self._state.drop(
                     DropReason.USE_AFTER_END,
                     f"step {self.name!r} ended after its execution had ended; it was recorded as failed then",
                 )
         except Exception as err:  # noqa: BLE001
-            internal_error(self.run._state, "step exit", err)
+            internal_error(self._state, "step exit", err)
         finally:
             tokens, self._tokens = self._tokens, []
             if tokens:
@@ -164,7 +166,7 @@ class Step:
         span.end()
         if self.status != PASSED and run._sampling is not None:  # the trace will be kept: link it now
             run._flag(SamplingReason.STEP_FAILED if self.status == FAILED else SamplingReason.NEEDS_REVIEW)
-        rec = run._rec
+        rec = self._rec
         span_id = hex_ids(span)[1] if rec.logs(DEBUG) else None  # only the debug log event shows it
         rec.record(StepFinished(run.ref, self.name, self.status, dur, self.index, span_id))
 
@@ -181,7 +183,7 @@ class Step:
                 return NOOP_TOOL_CALL
             return ToolCall(self, tool, call_id)
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "tool_call()", exc)
+            internal_error(self._state, "tool_call()", exc)
             return NOOP_TOOL_CALL
 
     def evaluate(
@@ -204,14 +206,14 @@ class Step:
             if not self._alive("evaluate()"):
                 return None
             run = self.run
-            st = run._state
+            st = self._state
             value = clean_score(st, score) if score is not None else None
             if passed is not None and not isinstance(passed, bool):
                 passed = bool(passed)
             if passed is None and value is not None:
                 limit = threshold if threshold is not None else run.objectives.min_evaluation_score
                 passed = value >= limit
-            ev_name = run._rec.name(name, "evaluation name")
+            ev_name = self._rec.name(name, "evaluation name")
             event: dict[str, Any] = {sc.ATTR_EVALUATION_NAME: ev_name}
             result = None
             if passed is not None:
@@ -226,7 +228,7 @@ class Step:
                 event[sc.ATTR_EVALUATION_EXPLANATION] = clean_text(explanation, 1024)
             self._span.add_event(sc.EVENT_EVALUATION, event)
             if result is not None or value is not None:
-                run._rec.record(EvaluationRecorded(run.ref, self.name, ev_name, result, value))
+                self._rec.record(EvaluationRecorded(run.ref, self.name, ev_name, result, value))
             if passed is False:
                 if run._sampling is not None:
                     run._flag(SamplingReason.EVALUATION_FAILED)
@@ -237,7 +239,7 @@ class Step:
                 self._mark(NEEDS_REVIEW)
             return result
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "evaluate()", exc)
+            internal_error(self._state, "evaluate()", exc)
             return None
 
     def record_usage(self, input_tokens: Any = 0, output_tokens: Any = 0) -> None:
@@ -246,15 +248,15 @@ class Step:
             if not self._alive("record_usage()"):
                 return
             run = self.run
-            tin = clean_count(run._state, input_tokens, "input_tokens")
-            tout = clean_count(run._state, output_tokens, "output_tokens")
+            tin = clean_count(self._state, input_tokens, "input_tokens")
+            tout = clean_count(self._state, output_tokens, "output_tokens")
             if tin or tout:
-                run._rec.record(TokensUsed(run.ref, self.name, tin, tout))
+                self._rec.record(TokensUsed(run.ref, self.name, tin, tout))
             self._tin += tin
             self._tout += tout
             run._add_tokens(tin, tout)
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "record_usage()", exc)
+            internal_error(self._state, "record_usage()", exc)
 
     def record_input(self, obj: Any) -> None:
         """Capture the step's input on its span (masked, redacted, truncated; off if disabled)."""
@@ -268,7 +270,7 @@ class Step:
         try:
             if not self._alive(f"record of {key}"):
                 return
-            st = self.run._state
+            st = self._state
             if not st.settings.capture_content:
                 return
             text, report = capture(obj, max_bytes=st.settings.max_content_bytes, redact=st.settings.redact)
@@ -286,7 +288,7 @@ class Step:
                 )
             self._attrs[key] = text
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "content capture", exc)
+            internal_error(self._state, "content capture", exc)
 
     def branch(
         self, selected: Any, not_selected: Iterable[Any] = (), condition: Any = None, reason: Any = None
@@ -296,7 +298,7 @@ class Step:
             if not self._alive("branch()"):
                 return
             run = self.run
-            rec = run._rec
+            rec = self._rec
             path = rec.name(selected, "path")
             others = [clean_text(p, 256) for p in (not_selected or ())]
             event: dict[str, Any] = {sc.ATTR_BRANCH_SELECTED: path, sc.ATTR_BRANCH_NOT_SELECTED: others}
@@ -308,7 +310,7 @@ class Step:
             span_id = hex_ids(self._span)[1] if rec.logs(DEBUG) else None
             rec.record(BranchTaken(run.ref, self.name, path, others, span_id))
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "branch()", exc)
+            internal_error(self._state, "branch()", exc)
 
     def flag_for_review(self, reason: Any = None) -> None:
         """Mark the step `needs_review` (completed, but a human should look)."""
@@ -320,7 +322,7 @@ class Step:
                 sc.EVENT_REVIEW_FLAG, {sc.ATTR_REVIEW_REASON: clean_text(reason, 1024)} if reason is not None else {}
             )
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "flag_for_review()", exc)
+            internal_error(self._state, "flag_for_review()", exc)
 
     def set_status(self, status: Any) -> None:
         """Set the step's status explicitly ('passed', 'failed', 'needs_review')."""
@@ -328,25 +330,26 @@ class Step:
             if not self._alive("set_status()"):
                 return
             if not isinstance(status, str) or status not in STATUS_RANK:  # unhashable must not raise
-                self.run._state.drop(
+                self._state.drop(
                     DropReason.UNKNOWN_STATUS, f"step status {status!r} is not one of {sorted(STATUS_RANK)}; ignored"
                 )
                 return
             self.status = str(status)
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.run._state, "set_status()", exc)
+            internal_error(self._state, "set_status()", exc)
 
 
 class ToolCall:
     """One call to a tool or integration: a grandchild span, a count and a response time."""
 
-    __slots__ = ("step", "tool", "call_id", "_span", "_t0", "_token")
+    __slots__ = ("step", "tool", "call_id", "_state", "_rec", "_span", "_t0", "_token")
     _ids = itertools.count(1)
 
     def __init__(self, step: Step, tool: Any, call_id: str | None) -> None:
-        run = step.run
         self.step = step
-        self.tool = run._rec.name(tool, "tool")
+        self._state = step.run._state
+        self._rec = step.run._rec
+        self.tool = self._rec.name(tool, "tool")
         self.call_id = call_id
         self._span: Any = None
         self._t0 = 0.0
@@ -355,7 +358,7 @@ class ToolCall:
     def __enter__(self) -> ToolCall:
         try:
             step = self.step
-            tracer = step.run._state.tracing.tracer
+            tracer = self._state.tracing.tracer
             cid = self.call_id if self.call_id is not None else f"call_{next(ToolCall._ids)}"
             self._span = tracer.start_span(
                 sc.SPAN_TOOL_CALL.format(tool=self.tool),
@@ -370,7 +373,7 @@ class ToolCall:
             self._token = otel_context.attach(trace.set_span_in_context(self._span, step._ctx))
             self._t0 = time.perf_counter()
         except Exception as exc:  # noqa: BLE001
-            internal_error(self.step.run._state, "tool_call enter", exc)
+            internal_error(self._state, "tool_call enter", exc)
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
@@ -386,13 +389,13 @@ class ToolCall:
                 self._span.set_status(Status(StatusCode.ERROR, exc_text(exc)))
             self._span.end()
             if run.ended:  # the execution ended first (a timeout): the call is not counted
-                run._state.drop(
+                self._state.drop(
                     DropReason.USE_AFTER_END, f"tool call {self.tool!r} ended after its execution had ended"
                 )
                 return False
-            run._rec.record(ToolCallFinished(run.ref, self.tool, outcome, dur))
+            self._rec.record(ToolCallFinished(run.ref, self.tool, outcome, dur))
         except Exception as err:  # noqa: BLE001
-            internal_error(self.step.run._state, "tool_call exit", err)
+            internal_error(self._state, "tool_call exit", err)
         finally:
             self._span = None
             token, self._token = self._token, None
