@@ -2,11 +2,17 @@
 
     git worktree add /tmp/base <commit>
     python -m benchmarks.versus --baseline /tmp/base [--rounds 6] [--executions 3000]
+    python -m benchmarks.versus --baseline /tmp/base --instructions   # under valgrind: repeatable
 
 Each round runs the same 6-step execution shape in a fresh process per checkout (interleaved, so
 drift on a shared machine hits both), exporting to a local OTLP sink, and reads the agent
 thread's CPU per execution and the process's CPU per execution with the spans flushed. Prints the
 medians and the ratio this / baseline; nothing is asserted (a benchmark, not a test).
+
+On a shared machine seconds are noisy; `--instructions` counts the instructions the whole process
+executes per execution (valgrind's callgrind, the difference between a run of 100 and one of 400
+executions, so start-up and import cancel out): the same figure run after run, whatever else the
+machine is doing.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ WORKER = textwrap.dedent(
                     step.record_usage(input_tokens=100, output_tokens=20)
                     step.evaluate("accuracy", score=0.9)
 
-    for i in range(300):
+    for i in range(int(sys.argv[3]) if len(sys.argv) > 3 else 300):
         one(i)
     exporter.flush(30)
     t0, p0 = time.thread_time(), time.process_time()
@@ -75,15 +81,38 @@ def _run(checkout: Path, n: int, endpoint: str) -> dict[str, float]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _instructions(checkout: Path, n: int, endpoint: str) -> int:
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", WORKER, str(n),
+         endpoint, "20"],
+        capture_output=True, text=True, env=env, cwd=checkout, check=True, timeout=1800,
+    )  # fmt: skip
+    for line in out.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.rsplit(":", 1)[1].strip())
+    raise RuntimeError(f"no instruction count in valgrind's output: {out.stderr[-500:]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline", type=Path, required=True, help="another checkout of the project")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--executions", type=int, default=3000)
+    p.add_argument("--instructions", action="store_true", help="count instructions under valgrind instead")
     a = p.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    if a.instructions:
+        per: dict[str, float] = {}
+        for name, checkout in (("baseline", a.baseline), ("this", REPO)):
+            small, large = _instructions(checkout, 100, endpoint), _instructions(checkout, 400, endpoint)
+            per[name] = (large - small) / 300
+            print(f"{name:10} {per[name]:14,.0f} instructions per execution (process, spans exported)")
+        print(f"{'ratio':10} {per['this'] / per['baseline']:13.3f}x")
+        server.shutdown()
+        return
     results: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
     for r in range(a.rounds):
         order = [("baseline", a.baseline), ("this", REPO)]
