@@ -67,11 +67,6 @@ class Lifecycle:
         self._generation = self._state.generation
 
     @property
-    def _foreign(self) -> bool:
-        """Made before a fork, seen in the child: it belongs to the parent; nothing moves it here."""
-        return self._generation != self._state.generation
-
-    @property
     def ended(self) -> bool:
         return self._phase >= SUSPENDED
 
@@ -87,7 +82,7 @@ class Lifecycle:
 
     def _opened(self) -> None:
         """opening → pending (created pending) or running: the span exists, the execution begins."""
-        if self._foreign:
+        if self._generation != self._state.generation:  # foreign: made before a fork
             return
         with self._lock:
             if self._phase != OPENING:
@@ -101,7 +96,7 @@ class Lifecycle:
 
     def _start(self) -> None:
         """pending → running (`start()`, or a step entered while pending)."""
-        if self._foreign:
+        if self._generation != self._state.generation:  # foreign: made before a fork
             return
         with self._lock:
             if self._phase != PENDING:
@@ -114,7 +109,7 @@ class Lifecycle:
 
     def _wait(self, reason: str) -> bool:
         """running → pending (`wait()`); False if the execution was already over."""
-        if self._foreign:
+        if self._generation != self._state.generation:  # foreign: made before a fork
             return False
         with self._lock:
             if self._phase == RUNNING:
@@ -126,7 +121,7 @@ class Lifecycle:
         """running or pending → ended or suspended: the phase left, for the one caller that moved
         it; None for every other (over already, never entered). A timeout (`timed_out`) ends only
         a running execution past its deadline (not one that waits, or runs again after a wait)."""
-        if self._foreign:
+        if self._generation != self._state.generation:  # foreign: made before a fork
             return None
         first = False
         with self._lock:

@@ -77,7 +77,7 @@ class Step:
         try:
             if run._phase == PENDING:
                 run.start()  # decided under the execution's lock
-            if run._phase != RUNNING or run._foreign:  # over, or the parent's (seen in a forked child)
+            if run._phase != RUNNING or run._generation != self._state.generation:  # over, or the parent's (a fork)
                 self._dead = True
                 self._state.drop(
                     DropReason.USE_AFTER_END, f"step {self.name!r} used after its execution ended; not recorded"

@@ -81,10 +81,9 @@ class Recorder:
             self._metrics[kind](event)
         except Exception as exc:  # noqa: BLE001 - a bug here must not reach the agent
             self._failed("metrics", event, exc)
-        log = self._logs.get(kind)
-        if log is not None:
+        if kind in self._logs:  # an operator, not a call: most events do not log
             try:
-                log(event)
+                self._logs[kind](event)
             except Exception as exc:  # noqa: BLE001
                 self._failed("log events", event, exc)
         tasks = self.tasks
