@@ -72,6 +72,7 @@ def test_langgraph_interrupt_waits_and_resume_finishes_once(instrumentor: str, t
         row = _row(cap, "inv-1")
         assert row["status"] == "completed" and row["steps_done"] == 3
         assert 0 < float(row["runtime_seconds"]) < WAIT  # type: ignore[arg-type]
+        assert cap.total(sc.EXPORTER_DROPPED.name) == 0
 
 
 @pytest.mark.parametrize("instrumentor", ["openinference", "openllmetry"])
@@ -105,3 +106,50 @@ def test_langgraph_resumed_in_a_second_process_with_the_same_task_store(instrume
         assert row["status"] == "completed" and row["agent"] == GRAPH_NAME and row["trigger"] == "email"
         assert row["steps_done"] == 3 and row["waiting_since"] is None
         assert 0 < row["runtime_seconds"] < WAIT
+
+
+def test_openai_agents_approval_approved_in_one_task_and_rejected_in_another(tmp_path: Path) -> None:
+    """needs_approval: each task waits (pending 2), then its resume finishes it once; nothing counted twice."""
+    from tests.frameworks.hitl import PAYER, openai_resume, openai_start
+
+    tp = TracerProvider()
+    with testing.capture(span_metrics=True, tracer_provider=tp, task_store=f"sqlite:///{tmp_path / 't.db'}") as cap:
+        v = cap.value
+        parked = {}
+        for task_id in ("pay-ok", "pay-no"):
+            with exporter.task(trigger="webhook", task_id=task_id):
+                parked[task_id] = openai_start(tp)
+            assert parked[task_id][1].interruptions
+        assert v(sc.EXECUTIONS_STARTED.name, agent=PAYER, trigger="webhook") == 2
+        assert cap.total(sc.EXECUTIONS_FINISHED.name) == 0
+        assert v(sc.EXECUTIONS_PENDING.name, agent=PAYER, reason="approval") == 2
+        assert {_row(cap, t)["status"] for t in parked} == {"pending"}
+        time.sleep(WAIT)
+        for task_id, approve in (("pay-ok", True), ("pay-no", False)):
+            agent, result = parked[task_id]
+            with exporter.task(trigger="webhook", task_id=task_id):
+                final = openai_resume(tp, agent, result, approve)
+            assert final.final_output == "done" and not final.interruptions
+        assert v(sc.EXECUTIONS_STARTED.name, agent=PAYER, trigger="webhook") == 2
+        # A rejected call goes back to the model as a refusal: the run completes, as the SDK ends it.
+        assert v(sc.EXECUTIONS_FINISHED.name, agent=PAYER, trigger="webhook", status="completed") == 2
+        assert cap.total(sc.EXECUTIONS_FINISHED.name) == 2
+        assert v(sc.EXECUTIONS_PENDING.name, agent=PAYER, reason="approval") == 0
+        assert v(PENDING_COUNT, agent=PAYER, reason="approval") == 2
+        for task_id in parked:
+            row = _row(cap, task_id)
+            assert row["status"] == "completed" and row["waiting_since"] is None
+            assert 0 < float(row["runtime_seconds"]) < WAIT  # type: ignore[arg-type]
+        assert cap.total(sc.EXPORTER_DROPPED.name) == 0
+
+
+def test_openai_agents_hook_is_removed_at_reset() -> None:
+    """The runner hook is the runtime's: after reset the SDK's own default runner is back."""
+    import agents.run
+
+    from exporter.spans.hooks import HookedRunner
+
+    before = agents.run.get_default_agent_runner()
+    with testing.capture(span_metrics=True):
+        assert isinstance(agents.run.get_default_agent_runner(), HookedRunner)
+    assert agents.run.get_default_agent_runner() is before

@@ -102,6 +102,56 @@ def langgraph_resume(
     return out
 
 
+# ------------------------------------------------------------------ OpenAI Agents SDK (needs_approval)
+
+PAYER = "payer"  # the OpenAI Agents SDK agent whose tool needs approval
+
+
+def _payer() -> Any:
+    from agents import Agent, function_tool
+    from agents.testing import ModelStep, assistant_message, function_call
+
+    from tests.frameworks.openai_agents_agent import UsageScriptedModel, _usage
+
+    @function_tool(needs_approval=True)
+    def pay(amount: int) -> str:
+        """Pay an invoice."""
+        return f"paid {amount}"
+
+    steps = [
+        ModelStep(output=[function_call("pay", {"amount": 5}, call_id="call_1")], usage=_usage(50, 10)),
+        ModelStep(output=[assistant_message("done")], usage=_usage(80, 20)),
+    ]
+    return Agent(name=PAYER, instructions="Pay invoices.", tools=[pay], model=UsageScriptedModel(steps))
+
+
+def openai_start(tracer_provider: TracerProvider) -> tuple[Any, Any]:
+    """Run the agent until its `pay` tool asks for approval: (agent, result with `interruptions`)."""
+    from agents import Runner
+
+    from tests.frameworks.openai_agents_agent import instrument as instrument_openai
+
+    instrument_openai()
+    agent = _payer()
+    with route_spans_to(tracer_provider):
+        result = Runner.run_sync(agent, "pay invoice #1")
+    return agent, result
+
+
+def openai_resume(tracer_provider: TracerProvider, agent: Any, result: Any, approve: bool) -> Any:
+    """Approve (or reject) every pending call and run again from the state: the SDK continues the run."""
+    from agents import Runner
+
+    state = result.to_state()
+    for item in result.interruptions:
+        if approve:
+            state.approve(item)
+        else:
+            state.reject(item)
+    with route_spans_to(tracer_provider):
+        return Runner.run_sync(agent, state)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m tests.frameworks.hitl INSTRUMENTOR STORE_URL CHECKPOINTS TASK_ID`: resume the LangGraph
     wait in this process (another process parked it), print this process's counts as JSON."""
