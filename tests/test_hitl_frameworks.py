@@ -153,3 +153,33 @@ def test_openai_agents_hook_is_removed_at_reset() -> None:
     with testing.capture(span_metrics=True):
         assert isinstance(agents.run.get_default_agent_runner(), HookedRunner)
     assert agents.run.get_default_agent_runner() is before
+
+
+def test_pydantic_ai_deferred_tool_approved(tmp_path: Path) -> None:
+    """DeferredToolRequests: the run waits; deferred_tool_results= finishes it once, tool and tokens counted."""
+    from tests.frameworks.hitl import PAYER, pydantic_resume, pydantic_start
+
+    tp = TracerProvider()
+    with testing.capture(span_metrics=True, tracer_provider=tp, task_store=f"sqlite:///{tmp_path / 't.db'}") as cap:
+        v = cap.value
+        with exporter.task(trigger="email", task_id="pay-1"):
+            result = pydantic_start(tp)
+        assert result.output.approvals
+        assert v(sc.EXECUTIONS_STARTED.name, agent=PAYER, trigger="email") == 1
+        assert cap.total(sc.EXECUTIONS_FINISHED.name) == 0
+        assert v(sc.EXECUTIONS_PENDING.name, agent=PAYER, reason="approval") == 1
+        assert _row(cap, "pay-1")["status"] == "pending"
+        time.sleep(WAIT)
+        with exporter.task(trigger="email", task_id="pay-1"):
+            assert pydantic_resume(tp, result).output == "done"
+        assert v(sc.EXECUTIONS_STARTED.name, agent=PAYER, trigger="email") == 1
+        assert v(sc.EXECUTIONS_FINISHED.name, agent=PAYER, trigger="email", status="completed") == 1
+        assert cap.total(sc.EXECUTIONS_FINISHED.name) == 1
+        assert v(sc.EXECUTIONS_PENDING.name, agent=PAYER, reason="approval") == 0
+        assert v(PENDING_COUNT, agent=PAYER, reason="approval") == 1
+        assert v(sc.TOOL_CALLS.name, agent=PAYER, tool="pay", outcome="success") == 1
+        assert cap.total(sc.TOKENS.name, type="input") == 130 and cap.total(sc.TOKENS.name, type="output") == 30
+        row = _row(cap, "pay-1")
+        assert row["status"] == "completed" and row["input_tokens"] == 130
+        assert 0 < float(row["runtime_seconds"]) < WAIT  # type: ignore[arg-type]
+        assert cap.total(sc.EXPORTER_DROPPED.name) == 0

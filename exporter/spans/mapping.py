@@ -21,12 +21,14 @@ small while a trace is assembled), then a finished subtree becomes events:
   span's `task.status = "waiting"` (any sender; `task.waiting_reason`, default `approval`), or by a
   LangGraph interrupt below it: the `GraphInterrupt` exception LangGraph raises inside the node
   and catches (an `exception` event under OpenInference, the node span ERROR with `error.type`
-  under OpenLLMetry) is a wait, not an error. `spans.waits` turns the suspension into a wait and
+  under OpenLLMetry) is a wait, not an error; or by Pydantic AI's root span whose `final_result`
+  is a `DeferredToolRequests` (recorded with content only). `spans.waits` turns the suspension into a wait and
   the next run of the same agent and task id into its resume.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -67,6 +69,7 @@ ATTR_TASK_ID = sc.ATTR_TASK_ID
 _INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
 _WAITING = frozenset({sc.TASK_STATUS_WAITING, sc.ExecutionStatus.PENDING.value})
 _REASONS = frozenset(r.value for r in PendingReason)
+_MAX_DEFERRED = 1_000_000  # characters of a `final_result` parsed to find deferred tool calls
 _MAX_VERSION = 100  # characters of a version read from a span, as of any name the library records
 
 
@@ -170,6 +173,8 @@ def summarize(
         if get(sc.ATTR_TASK_STATUS) in _WAITING:
             reason = get(sc.ATTR_TASK_WAITING_REASON)
             waiting = reason if reason in _REASONS else PendingReason.APPROVAL.value
+        else:
+            waiting = waiting or _deferred(get("final_result"))
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
     if events:
         evaluations = tuple(
@@ -211,6 +216,22 @@ def _interrupted(error_type: Any, events: Sequence[tuple[str, Mapping[str, Any]]
             if isinstance(t, str) and t.rpartition(".")[2] in _INTERRUPTS:
                 return True
     return False
+
+
+def _deferred(result: Any) -> str | None:
+    """Pydantic AI's run output `DeferredToolRequests` (its `final_result`, when content is recorded):
+    tool calls awaiting approval (`approval`) or run elsewhere (`queued`)."""
+    if not isinstance(result, str) or not result.startswith('{"calls":') or len(result) > _MAX_DEFERRED:
+        return None
+    try:
+        out = json.loads(result)
+    except ValueError:
+        return None
+    if not isinstance(out, dict) or not isinstance(out.get("approvals"), list) or not isinstance(out["calls"], list):
+        return None
+    if out["approvals"]:
+        return PendingReason.APPROVAL.value
+    return PendingReason.QUEUED.value if out["calls"] else None
 
 
 def _exception_type(events: Sequence[tuple[str, Mapping[str, Any]]]) -> str | None:

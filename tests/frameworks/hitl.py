@@ -152,6 +152,52 @@ def openai_resume(tracer_provider: TracerProvider, agent: Any, result: Any, appr
         return Runner.run_sync(agent, state)
 
 
+# ------------------------------------------------------------------ Pydantic AI (deferred tool, requires_approval)
+
+
+def _pydantic_payer(tracer_provider: TracerProvider) -> Any:
+    from opentelemetry.metrics import NoOpMeterProvider
+    from pydantic_ai import Agent, DeferredToolRequests
+    from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+    from pydantic_ai.usage import RequestUsage
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(
+                parts=[ToolCallPart("pay", {"amount": 5}, tool_call_id="call_1")],
+                usage=RequestUsage(input_tokens=50, output_tokens=10),
+            )
+        return ModelResponse(parts=[TextPart("done")], usage=RequestUsage(input_tokens=80, output_tokens=20))
+
+    agent: Any = Agent(
+        FunctionModel(respond, model_name="scripted"), name=PAYER, output_type=[str, DeferredToolRequests]
+    )
+    agent.instrument = InstrumentationSettings(tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider())
+
+    @agent.tool_plain(requires_approval=True)
+    def pay(amount: int) -> str:
+        """Pay an invoice."""
+        return f"paid {amount}"
+
+    return agent
+
+
+def pydantic_start(tracer_provider: TracerProvider) -> Any:
+    """Run until the `pay` call needs approval: the result whose output is `DeferredToolRequests`."""
+    return _pydantic_payer(tracer_provider).run_sync("pay invoice #1")
+
+
+def pydantic_resume(tracer_provider: TracerProvider, result: Any, approve: bool = True) -> Any:
+    """Run again with the history and the human's answers (`deferred_tool_results=`)."""
+    from pydantic_ai import DeferredToolResults
+
+    answers = DeferredToolResults(approvals={c.tool_call_id: approve for c in result.output.approvals})
+    agent = _pydantic_payer(tracer_provider)
+    return agent.run_sync(message_history=result.all_messages(), deferred_tool_results=answers)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m tests.frameworks.hitl INSTRUMENTOR STORE_URL CHECKPOINTS TASK_ID`: resume the LangGraph
     wait in this process (another process parked it), print this process's counts as JSON."""
