@@ -441,3 +441,5 @@ SCRAPE_JOB: Final = "agent-exporter"  # the job name the shipped Prometheus conf
 # `task.status = "waiting"` (and optionally `task.waiting_reason`, a PendingReason, default approval).
 TASK_STATUS_WAITING: Final = "waiting"
 ATTR_TASK_WAITING_REASON: Final = "task.waiting_reason"
+# Attributes the library only reads, from other instrumentations' and other languages' spans.
+READ_ATTRIBUTES: Final = (ATTR_TASK_WAITING_REASON,)
