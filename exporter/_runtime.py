@@ -200,6 +200,7 @@ class Runtime:
                 version=None if version is None else metrics.name(version, "agent version"),
                 trace_timeout=cfg.span_trace_timeout,
                 warn=warn.warn,
+                tasks=self.tasks,
             )
             # Attach to the app's provider when it appears, warn when none ever does, expire traces.
             self._periodic.append(self.bridge.tick)

@@ -434,3 +434,12 @@ ALERTS: Final = (
     "AgentLowVolumeFailures",
 )
 SCRAPE_JOB: Final = "agent-exporter"  # the job name the shipped Prometheus configuration uses
+
+# --------------------------------------------------------------------------- waits of other instrumentations' runs
+
+# A framework or another language's root span that ends waiting for a human says so with
+# `task.status = "waiting"` (and optionally `task.waiting_reason`, a PendingReason, default approval).
+TASK_STATUS_WAITING: Final = "waiting"
+ATTR_TASK_WAITING_REASON: Final = "task.waiting_reason"
+# Attributes the library only reads, from other instrumentations' and other languages' spans.
+READ_ATTRIBUTES: Final = (ATTR_TASK_WAITING_REASON,)

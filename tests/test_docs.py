@@ -54,7 +54,7 @@ def test_docs_name_no_metric_or_attribute_the_code_lacks(doc):
     keywords = set(inspect.signature(exporter.configure).parameters)  # e.g. `agent_version`
     metrics = set(re.findall(r"`(agent_[a-z_]+)(?:\{[^`]*\})?`", text)) - {"agent_exporter"} - keywords
     assert metrics <= series, metrics - series
-    known = {*sc.SPAN_ATTRIBUTES, *sc.EVENT_ATTRIBUTES, *sc.EVENTS}
+    known = {*sc.SPAN_ATTRIBUTES, *sc.EVENT_ATTRIBUTES, *sc.EVENTS, *sc.READ_ATTRIBUTES}
     attrs = set(re.findall(r"`((?:task|gen_ai)\.[a-z_.]+)`", text))
     assert attrs <= known, attrs - known
 

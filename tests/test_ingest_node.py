@@ -180,3 +180,45 @@ def test_the_readme_ingest_section_runs_as_written(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_node_sender_parks_and_resumes_an_execution_with_task_status_waiting(tmp_path: Path) -> None:
+    """task.status="waiting" on a Node.js root span parks the execution; the next root with its task.id resumes it."""
+    from prometheus_client import CollectorRegistry
+
+    from exporter.ingest.service import IngestService, IngestSettings
+    from exporter.tasks.query import get_task
+
+    node = _node()
+    registry = CollectorRegistry()
+    settings = IngestSettings(port=0, metrics_port=None, grace=0.2, task_store=f"sqlite:///{tmp_path / 't.db'}")
+    svc = IngestService(settings, registry=registry).start()
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    def send(part: str) -> None:
+        url = f"http://127.0.0.1:{svc.port}/v1/traces"
+        subprocess.run([node, str(NODE_DIR / "wait.mjs"), url, part, "node-w1"], check=True, timeout=60,
+                       capture_output=True, cwd=NODE_DIR)  # fmt: skip
+        svc.derive(everything=True)
+
+    try:
+        agent = {"agent": "node-billing"}
+        send("waiting")
+        assert value(sc.EXECUTIONS_STARTED.name, **agent, trigger="webhook") == 1
+        assert value(sc.EXECUTIONS_PENDING.name, **agent, reason="approval") == 1
+        assert value(sc.EXECUTIONS_FINISHED.name, **agent, trigger="webhook", status="completed") == 0
+        assert svc.tasks is not None and svc.tasks.flush(5)
+        assert svc.tasks.read(lambda b: get_task(b, "node-w1"))["status"] == "pending"
+        send("resume")
+        assert value(sc.EXECUTIONS_STARTED.name, **agent, trigger="webhook") == 1
+        assert value(sc.EXECUTIONS_FINISHED.name, **agent, trigger="webhook", status="completed") == 1
+        assert value(sc.EXECUTIONS_PENDING.name, **agent, reason="approval") == 0
+        assert value(sc.EXECUTION_PENDING_DURATION.name + "_count", **agent, reason="approval") == 1
+        assert value(sc.TOKENS.name, **agent, step="chat plan", type="input") == 200
+        assert svc.tasks.flush(5)
+        row = svc.tasks.read(lambda b: get_task(b, "node-w1"))
+        assert row["status"] == "completed" and row["input_tokens"] == 200
+    finally:
+        svc.stop()

@@ -23,6 +23,7 @@ from ..pipeline.metrics import Metrics, exemplar_of
 from ..pipeline.recorder import Recorder
 from ..semconv import DropReason
 from ..spans.mapping import assemble
+from ..spans.waits import Waits
 from ..tasks.backend import StoreError, parse_url
 from ..tasks.sink import TaskSink
 from . import assembly
@@ -175,6 +176,8 @@ class IngestService:
         self.recorder = Recorder(self.metrics, get_logger(), log_level)
         self.tasks = TaskSink(s.task_store, self.metrics) if s.task_store else None
         self.recorder.tasks = self.tasks
+        # Runs whose root says task.status="waiting": parked, and resumed by the next of the same task id.
+        self.waits = Waits(self.recorder, self.recorder.drop, tasks=self.tasks)
         self.assembler = assembly.Assembler(
             grace=s.grace, timeout=s.trace_timeout, max_traces=s.max_traces, max_spans=s.max_spans,
             max_spans_per_trace=s.max_spans_per_trace,
@@ -303,12 +306,10 @@ class IngestService:
         """Assemble the traces that are due (all held ones with `everything`); returns how many."""
         due = self.assembler.due(everything)
         exemplars = self.metrics.exemplars
-        record = self.recorder.record
         for tid, spans in due:
             try:
                 hex_id = tid.hex()
-                for event in assemble(spans, trace_id=hex_id, exemplar=exemplar_of(hex_id) if exemplars else None):
-                    record(event)
+                self.waits.record(assemble(spans, trace_id=hex_id, exemplar=exemplar_of(hex_id) if exemplars else None))
             except Exception as exc:  # noqa: BLE001 - one bad trace must not stop the others
                 self.recorder.drop(DropReason.INTERNAL_ERROR, f"ingest could not assemble a trace: {exc!r}")
         return len(due)

@@ -64,6 +64,7 @@ class ExecutionSuspended(NamedTuple):
     reason: str
     since: float | None = None  # unix time of the suspension (the carrier's `suspended_at`)
     trace_kept: bool | None = None  # the part's trace is exported
+    active: float | None = None  # runtime so far (pending excluded), when another process resumes from the store
 
 
 class ExecutionFinished(NamedTuple):

@@ -48,7 +48,9 @@ from ..pipeline.metrics import exemplar_of
 from ..semconv import DropReason
 from ..traces.export import TracingSetup, _global_provider
 from ..traces.sampling import dropped
+from . import hooks
 from .mapping import DEFAULT_TRACE_TIMEOUT, OWN_SCOPE, Native, SpanSummary, assemble, summarize
+from .waits import Hold, Waits, hold_var
 
 DEFAULT_MAX_OPEN_SPANS = 100_000  # spans started and not ended, across all traces
 DEFAULT_MAX_TRACES = 10_000  # traces with framework spans waiting for their local root
@@ -82,12 +84,13 @@ def task(trigger: str | None = None, task_id: str | None = None) -> Iterator[Non
 
 
 class _Trace:
-    __slots__ = ("spans", "natives", "task", "last", "seen")
+    __slots__ = ("spans", "natives", "task", "holds", "last", "seen")
 
     def __init__(self, now: float) -> None:
         self.spans: list[SpanSummary] = []
         self.natives: dict[int, Native] = {}
         self.task: dict[int, tuple[str | None, str | None]] = {}
+        self.holds: dict[str, Hold] = {}  # span id (hex) -> the framework hook's hold it started under
         self.last = now  # when a span of it last started or ended (the idle timeout's clock)
         self.seen = now  # its place in the expiry scan: `_traces` is ordered by it
 
@@ -115,6 +118,7 @@ class SpanBridge(SpanProcessor):
         own_provider: Any = None,
         warn: Warn | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tasks: Any = None,
     ) -> None:
         if not trace_timeout > 0:
             raise ValueError(f"trace_timeout must be > 0 seconds, got {trace_timeout!r}")
@@ -133,7 +137,11 @@ class SpanBridge(SpanProcessor):
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[int, _Open] = {}  # span id -> _Open, while open; in `stamp` order
-        self._started: dict[int, tuple[Native | None, tuple[str | None, str | None] | None]] = {}
+        self._started: dict[int, tuple[Native | None, tuple[str | None, str | None] | None, Hold | None]] = {}
+        # Framework runs that stop for a human: parked and resumed by agent and task id.
+        self.waits = Waits(sink, drop, tasks=tasks)
+        self._hooks: list[Callable[[], None]] = []  # undo the framework hooks installed
+        self._hooks_wanted = True  # tick() installs a framework's hook once its module is imported
         self._traces: dict[int, _Trace] = {}  # in `seen` order
         self._gone: dict[int, float] = {}  # framework span ids whose open entry expired -> when
         self._now = clock()  # coarse time, moved on by tick(): the hot path reads no clock
@@ -157,6 +165,7 @@ class SpanBridge(SpanProcessor):
             pid = parent.span_id if parent is not None else None
             native = None
             given = None
+            hold = None
             own = span.instrumentation_scope is not None and span.instrumentation_scope.name == OWN_SCOPE
             if not own:
                 run = current_execution_var.get()
@@ -165,13 +174,14 @@ class SpanBridge(SpanProcessor):
                     native = Native(run.ref, step.name if step is not None and step.run is run else None)
                 else:
                     given = _task.get()
+                    hold = hold_var.get()
             with self._lock:
                 full = len(self._open) >= self._max_open
                 if not full:
                     now = self._now
                     self._open[sid] = (pid, tid, now, pid is not None and pid in self._open, own)
-                    if native is not None or given is not None:
-                        self._started[sid] = (native, given)
+                    if native is not None or given is not None or hold is not None:
+                        self._started[sid] = (native, given, hold)
                     held = self._traces.get(tid)
                     if held is not None:
                         held.last = now
@@ -195,6 +205,13 @@ class SpanBridge(SpanProcessor):
     def shutdown(self) -> None:
         """Stop reading spans (an SDK provider cannot remove a processor: this one goes quiet)."""
         self._stopped = True
+        self._hooks_wanted = False
+        hooks, self._hooks = self._hooks, []
+        for undo in hooks:
+            try:
+                undo()
+            except Exception:  # noqa: BLE001 - shutting down: nothing to report to
+                pass
         with self._lock:
             self._open.clear()
             self._started.clear()
@@ -225,6 +242,9 @@ class SpanBridge(SpanProcessor):
                 self._checked = True
                 self._check_provider(provider)
             self._expire(now)
+            if self._hooks_wanted:
+                self.install_hooks()
+            self.waits.tick()
         except Exception as exc:  # noqa: BLE001 - housekeeping must not kill the runtime's thread
             self._drop(DropReason.INTERNAL_ERROR, f"span bridge housekeeping failed: {exc!r}")
 
@@ -345,6 +365,8 @@ class SpanBridge(SpanProcessor):
                             trace.natives[sid] = info[0]
                         if info[1] is not None:
                             trace.task[sid] = info[1]
+                        if info[2] is not None:
+                            trace.holds[format(sid, "016x")] = info[2]
                     trace.last = self._now
                     if local_root:  # the hand-off: from here no span can join this trace
                         ready = self._traces.pop(tid, None)
@@ -374,9 +396,7 @@ class SpanBridge(SpanProcessor):
             task=trace.task,
             version=self._version,
         )
-        record = self._sink.record
-        for event in events:
-            record(event)
+        self.waits.record(events, trace.holds)
 
     def after_fork(self) -> None:
         """In a forked child (the runtime's fork hook): a fresh lock (one held by another thread at
@@ -386,6 +406,15 @@ class SpanBridge(SpanProcessor):
         self._started.clear()
         self._traces.clear()
         self._gone.clear()
+        self.waits.after_fork()
+
+    def install_hooks(self) -> None:
+        """Hook the frameworks that say a run stopped for a human only in what the run returns
+        (the OpenAI Agents SDK), once their module is imported; `shutdown()` removes the hooks."""
+        undo = hooks.install(self.waits)
+        if undo is not None:
+            self._hooks.append(undo)
+            self._hooks_wanted = False
 
 
 def _warner(drop: Any) -> Warn:
@@ -406,13 +435,15 @@ def install(
     warn: Warn | None = None,
     provider_grace: float = DEFAULT_PROVIDER_GRACE,
     clock: Callable[[], float] = time.monotonic,
+    tasks: Any = None,
 ) -> SpanBridge:
     """Add a bridge to the providers that make framework spans: the one the library's spans come
     from, the application's global one (now, when `tick()` or the library's first span sees it set)."""
     bridge = SpanBridge(
         sink, drop, exemplars=exemplars, version=version, trace_timeout=trace_timeout,
-        provider_grace=provider_grace, own_provider=setup.own_provider, warn=warn, clock=clock,
+        provider_grace=provider_grace, own_provider=setup.own_provider, warn=warn, clock=clock, tasks=tasks,
     )  # fmt: skip
+    bridge.install_hooks()
     bridge.attach(setup.provider)
     bridge.attach(trace.get_tracer_provider())
     setup.on_app_provider = bridge.attach

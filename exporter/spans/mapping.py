@@ -16,10 +16,19 @@ small while a trace is assembled), then a finished subtree becomes events:
 - **failure**: the execution span ERROR, or any agent / chain / node span below it ERROR (the
   OpenAI Agents SDK instrumentors leave the root OK when the run failed); the cause from the
   deepest errored span (a tool: `tool_error`) or the exception type.
+- **waiting**: a run that stopped for a human finishes nothing: its execution ends in
+  `ExecutionSuspended` (reason, runtime so far) instead of `ExecutionFinished`. Said by the root
+  span's `task.status = "waiting"` (any sender; `task.waiting_reason`, default `approval`), or by a
+  LangGraph interrupt below it: the `GraphInterrupt` exception LangGraph raises inside the node
+  and catches (an `exception` event under OpenInference, the node span ERROR with `error.type`
+  under OpenLLMetry) is a wait, not an error; or by Pydantic AI's root span whose `final_result`
+  is a `DeferredToolRequests` (recorded with content only). `spans.waits` turns the suspension into a wait and
+  the next run of the same agent and task id into its resume.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -30,11 +39,12 @@ from ..pipeline.events import (
     ExecutionFinished,
     ExecutionRef,
     ExecutionStarted,
+    ExecutionSuspended,
     StepFinished,
     TokensUsed,
     ToolCallFinished,
 )
-from ..semconv import FailureCause, ToolOutcome
+from ..semconv import FailureCause, PendingReason, ToolOutcome
 
 OWN_SCOPE = "agent_exporter"  # the instrumentation scope of the library's own spans
 # Seconds a trace that cannot complete is held, in the span bridge (idle, its local root never
@@ -54,6 +64,12 @@ _OI_ROLES = {"AGENT": AGENT, "CHAIN": CHAIN, "LLM": LLM, "TOOL": TOOL}
 
 ATTR_TASK_TRIGGER = sc.ATTR_TASK_TRIGGER
 ATTR_TASK_ID = sc.ATTR_TASK_ID
+# Exceptions that stop a run to wait for a human (LangGraph's `interrupt()`; NodeInterrupt is its
+# deprecated subclass): matched on the class name, with or without the module.
+_INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
+_WAITING = frozenset({sc.TASK_STATUS_WAITING, sc.ExecutionStatus.PENDING.value})
+_REASONS = frozenset(r.value for r in PendingReason)
+_MAX_DEFERRED = 1_000_000  # characters of a `final_result` parsed to find deferred tool calls
 _MAX_VERSION = 100  # characters of a version read from a span, as of any name the library records
 
 
@@ -75,6 +91,7 @@ class SpanSummary(NamedTuple):
     task_id: str | None = None
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
     version: str | None = None  # gen_ai.agent.version, on an agent / chain span
+    waiting: str | None = None  # the pending reason when the span says its run stopped to wait
 
 
 def _int(v: Any) -> int:
@@ -132,9 +149,11 @@ def summarize(
     role = classify(name, attrs, scope)
     if role in (OTHER, NATIVE_STEP) and not status_error and not events:
         return SpanSummary(span_id, parent_id, name, role, None, start_ns, end_ns)
-    error = None
+    error = waiting = None
     error_type = get(sc.ATTR_ERROR_TYPE)
-    if status_error or error_type:
+    if (status_error or error_type or events) and _interrupted(error_type, events):
+        waiting = PendingReason.APPROVAL.value  # LangGraph's interrupt(): not an error
+    elif status_error or error_type:
         error = _str(error_type) or _exception_type(events) or status_description or "error"
     tin = tout = 0
     tool = agent = trigger = task_id = version = None
@@ -151,6 +170,11 @@ def summarize(
         task_id = _str(get(ATTR_TASK_ID))
         version = _str(get(sc.ATTR_GEN_AI_AGENT_VERSION))
         version = version[:_MAX_VERSION] if version else None
+        if get(sc.ATTR_TASK_STATUS) in _WAITING:
+            reason = get(sc.ATTR_TASK_WAITING_REASON)
+            waiting = reason if reason in _REASONS else PendingReason.APPROVAL.value
+        else:
+            waiting = waiting or _deferred(get("final_result"))
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
     if events:
         evaluations = tuple(
@@ -178,7 +202,36 @@ def summarize(
         task_id,
         evaluations,
         version,
+        waiting,
     )
+
+
+def _interrupted(error_type: Any, events: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+    """The span's error (or a caught exception on it) is a LangGraph interrupt."""
+    if isinstance(error_type, str) and error_type.rpartition(".")[2] in _INTERRUPTS:
+        return True
+    for n, a in events:
+        if n == "exception":
+            t = a.get("exception.type")
+            if isinstance(t, str) and t.rpartition(".")[2] in _INTERRUPTS:
+                return True
+    return False
+
+
+def _deferred(result: Any) -> str | None:
+    """Pydantic AI's run output `DeferredToolRequests` (its `final_result`, when content is recorded):
+    tool calls awaiting approval (`approval`) or run elsewhere (`queued`)."""
+    if not isinstance(result, str) or not result.startswith('{"calls":') or len(result) > _MAX_DEFERRED:
+        return None
+    try:
+        out = json.loads(result)
+    except ValueError:
+        return None
+    if not isinstance(out, dict) or not isinstance(out.get("approvals"), list) or not isinstance(out["calls"], list):
+        return None
+    if out["approvals"]:
+        return PendingReason.APPROVAL.value
+    return PendingReason.QUEUED.value if out["calls"] else None
 
 
 def _exception_type(events: Sequence[tuple[str, Mapping[str, Any]]]) -> str | None:
@@ -308,6 +361,12 @@ def _execution(
     ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar, root.version or version)
     out.append(ExecutionStarted(ref))
     found = _contents(tree, root, ref, None, out)
+    runtime = max(0.0, (root.end_ns - root.start_ns) / 1e9)
+    waiting = root.waiting or found.waiting
+    if waiting is not None and not root.error:
+        # Stopped for a human: the execution waits (spans.waits parks it), nothing is finished.
+        out.append(ExecutionSuspended(ref, waiting, root.end_ns / 1e9, None, runtime))
+        return
     status, cause, message = sc.ExecutionStatus.COMPLETED.value, None, None
     failed = root if root.error else found.failed
     if failed is not None:
@@ -317,7 +376,7 @@ def _execution(
         message = (failed.error or "")[:1000] or None
     scores = found.scores
     score = sum(scores) / len(scores) if scores else None
-    out.append(ExecutionFinished(ref, status, cause, max(0.0, (root.end_ns - root.start_ns) / 1e9), score, message))
+    out.append(ExecutionFinished(ref, status, cause, runtime, score, message))
 
 
 def _agent_below(tree: Subtree, root: SpanSummary) -> str | None:
@@ -341,12 +400,14 @@ def _origin(tree: Subtree, span: SpanSummary) -> SpanSummary:
 class _Found(NamedTuple):
     scores: list[float]
     failed: SpanSummary | None  # an errored agent / chain / node span below `top`
+    waiting: str | None  # a span below `top` says the run stopped to wait (a LangGraph interrupt)
 
 
 def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str | None, out: list[Event]) -> _Found:
     """Steps, tool calls, tokens and evaluations at and below `top`, in one walk."""
     scores: list[float] = []
     failed: SpanSummary | None = None
+    waiting: str | None = None
     spans = list(tree.walk(top))
     step_of: dict[int, str | None] = {}  # span id -> the step it belongs to
     has_nodes = any(s.role == NODE for s in spans)
@@ -356,8 +417,9 @@ def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str
         step = parent_step or native_step
         if native_step is None and parent_step is None and (role == NODE or (role == LLM and not has_nodes)):
             step = s.name
-            status = sc.StepStatus.FAILED.value if s.error else sc.StepStatus.PASSED.value
-            out.append(StepFinished(r, s.name, status, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
+            if s.waiting is None:  # a node stopped by an interrupt did not finish: it runs again on resume
+                status = sc.StepStatus.FAILED.value if s.error else sc.StepStatus.PASSED.value
+                out.append(StepFinished(r, s.name, status, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
         step_of[s.span_id] = step
         if role == TOOL and s.tool:
             outcome = ToolOutcome.SUCCESS.value
@@ -368,9 +430,11 @@ def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str
             out.append(TokensUsed(r, step or s.name, s.tokens_in, s.tokens_out))
         elif failed is None and s.error and role in _STRUCTURE and s is not top:
             failed = s
+        if s.waiting is not None and waiting is None:
+            waiting = s.waiting
         for name, value, label in s.evaluations:
             result = label if label in ("pass", "fail") else None
             out.append(EvaluationRecorded(r, step or "execution", name, result, value))
             if value is not None:
                 scores.append(value)
-    return _Found(scores, failed)
+    return _Found(scores, failed, waiting)

@@ -112,7 +112,9 @@ def _apply(d: Delta, at: float, e: Event) -> None:
         d.state(at, PENDING, waiting_reason=e.reason, waiting_since=e.since)
     elif isinstance(e, ExecutionSuspended):
         since = e.since if e.since is not None else at
-        d.state(at, PENDING, waiting_reason=e.reason, waiting_since=since, trace_kept=e.trace_kept)
+        d.state(
+            at, PENDING, waiting_reason=e.reason, waiting_since=since, trace_kept=e.trace_kept, runtime_seconds=e.active
+        )
     elif isinstance(e, ExecutionResumed):
         pass  # the ExecutionRunning that follows sets the state
     elif isinstance(e, ExecutionFinished):
