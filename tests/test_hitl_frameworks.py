@@ -110,6 +110,8 @@ def test_langgraph_resumed_in_a_second_process_with_the_same_task_store(instrume
 
 def test_openai_agents_approval_approved_in_one_task_and_rejected_in_another(tmp_path: Path) -> None:
     """needs_approval: each task waits (pending 2), then its resume finishes it once; nothing counted twice."""
+    import agents  # noqa: F401 - imported before configure(), as an app's imports are (else hooked at the next tick)
+
     from tests.frameworks.hitl import PAYER, openai_resume, openai_start
 
     tp = TracerProvider()
