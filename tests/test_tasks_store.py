@@ -435,7 +435,8 @@ def test_declared_steps_reach_the_row_across_a_suspension_and_show_as_step_k_of_
     store_url: str, store: Backend
 ) -> None:
     """execution(steps=4): the row keeps 4 through suspend/resume in another part; the table says
-    "step 3 of 4" after three steps; an execution that declared none shows its count alone."""
+    "step 3 of 4" after three steps, "step 1 of 2" while the first of two runs; an execution that
+    declared none shows its count alone."""
     configure(store_url, tracing=False)
     run = exporter.start_execution("invoice", "email", task_id="S-1", steps=4)
     for name in ("extract", "validate"):
@@ -448,13 +449,17 @@ def test_declared_steps_reach_the_row_across_a_suspension_and_show_as_step_k_of_
         assert resumed.steps_total == 4
     with exporter.execution("invoice", "email", task_id="S-2") as plain, plain.step("only"):
         pass
+    running = exporter.start_execution("invoice", "email", task_id="S-3", steps=2)
+    step = running.step("first").__enter__()
     assert exporter.flush(10)
     by_id = {r["task_id"]: r for r in rows(store)}
     assert by_id["S-1"]["steps_total"] == 4 and by_id["S-1"]["steps_done"] == 3
     assert by_id["S-2"]["steps_total"] is None
     listed = {r["task_id"]: r for r in list_tasks(store, Filters())}
     (steps,) = [cells for header, cells in columns_for_table(list(listed.values())) if header == "STEPS"]
-    assert sorted(steps) == ["1", "step 3 of 4"]
+    step.__exit__(None, None, None)
+    running.end()
+    assert sorted(steps) == ["1", "step 1 of 2", "step 3 of 4"]  # S-3 runs its first step
 
 
 def test_a_schema_1_store_is_read_as_it_is_and_migrated_by_the_writer(store_url: str) -> None:

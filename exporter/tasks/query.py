@@ -167,8 +167,9 @@ def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
     """The CLI's table: a few columns, each as (header, cells).
 
     RUNTIME s is the active runtime of an ended execution, and for a running one the time since it
-    started, marked `(running)`; STEPS is the steps ended, "step k of n" when the execution
-    declared n; DESCRIPTION and ERROR are shortened to one line (`--json` has them whole).
+    started, marked `(running)`; STEPS is the steps ended, or "step k of n" when the execution
+    declared n (k: the steps ended, and the one running while it runs); DESCRIPTION and ERROR are
+    shortened to one line (`--json` has them whole).
     """
     picks = [
         ("TASK ID", "task_id"), ("AGENT", "agent"), ("TRIGGER", "trigger"), ("STATUS", "status"),
@@ -186,7 +187,9 @@ def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
             elif key == "runtime_seconds" and v is None and r.get("running_seconds") is not None:
                 v = f"{r['running_seconds']:.1f} (running)"
             elif key == "steps_done" and r.get("steps_total"):
-                v = f"step {v} of {r['steps_total']}"
+                n = r["steps_total"]
+                k = v + 1 if r["status"] == "in_progress" and r["current_step"] and v < n else v  # the one running
+                v = f"step {k} of {n}"
             elif key == "description" and v:
                 v = shorten(v, DESCRIPTION_WIDTH)
             elif key == "error" and v:
