@@ -33,13 +33,15 @@ def execution(
     pending: str | None = None,
     max_duration: float | None = None,
     version: Any = None,
+    steps: int | None = None,
 ) -> Execution | NoopExecution:
     """A task execution, as a context manager (`with` or `async with`).
 
     `pending="queued"` or `"approval"` starts it waiting (time pending is not runtime);
     `max_duration` (seconds, default from `configure()`) fails it with cause `timeout`;
     `version` (e.g. a git sha of the workflow or prompt; default `configure(agent_version=)`)
-    labels the per-version series, so two versions can be compared.
+    labels the per-version series, so two versions can be compared; `steps` (how many steps the
+    execution will take, when known) lets the task list show "step k of n".
     Unconfigured, this returns a shared no-op object.
     """
     state = _config.current()
@@ -47,8 +49,9 @@ def execution(
         return NOOP_EXECUTION
     try:
         return Execution(
-            state, agent, trigger, task_id, description, pending=pending, max_duration=max_duration, version=version
-        )
+            state, agent, trigger, task_id, description, pending=pending, max_duration=max_duration, version=version,
+            steps=steps,
+        )  # fmt: skip
     except Exception as exc:  # noqa: BLE001
         internal_error(state, "execution()", exc)
         return NOOP_EXECUTION
@@ -90,6 +93,7 @@ def resume_execution(carrier: Any, *, max_duration: float | None = None) -> Exec
             c.get("description"),
             max_duration=md,
             version=c.get("version"),
+            steps=c.get("steps_total"),
             _resume=c,
         )
     except Exception as exc:  # noqa: BLE001

@@ -359,6 +359,7 @@ ATTR_TASK_FAILURE_CAUSE: Final = "task.failure.cause"
 ATTR_TASK_DESCRIPTION: Final = "task.description"
 ATTR_TASK_EVALUATION_SCORE: Final = "task.evaluation.score"
 ATTR_TASK_SAMPLING_REASON: Final = "task.sampling.reason"  # why a sampled trace was kept (SamplingReason)
+ATTR_TASK_STEPS_TOTAL: Final = "task.steps.total"  # the steps the execution declared: execution(steps=n)
 
 # Step span
 ATTR_STEP_NAME: Final = "task.step.name"
@@ -397,6 +398,7 @@ SPAN_ATTRIBUTES: Final = (
     ATTR_ERROR_TYPE, ATTR_TASK_ID, ATTR_TASK_TRIGGER, ATTR_TASK_STATUS, ATTR_TASK_FAILURE_CAUSE,
     ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_TASK_SAMPLING_REASON, ATTR_STEP_NAME,
     ATTR_STEP_INDEX, ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,
+    ATTR_TASK_STEPS_TOTAL,
 )  # fmt: skip
 EVENT_ATTRIBUTES: Final = (
     ATTR_PENDING_REASON, ATTR_PENDING_SECONDS, ATTR_EVALUATION_NAME, ATTR_EVALUATION_SCORE_VALUE,

@@ -94,3 +94,22 @@ def test_carrier_description_is_the_spans_masked_description():
     assert secret not in carrier["description"]
     assert carrier["description"] == first.attributes[sc.ATTR_TASK_DESCRIPTION]
     assert resumed.attributes[sc.ATTR_TASK_DESCRIPTION] == carrier["description"]
+
+
+def test_declared_steps_are_on_both_parts_spans_and_a_bad_count_is_ignored():
+    """execution(steps=3) puts task.steps.total=3 on the span, in the carrier and on the resumed
+    part's span; a damaged steps_total is named; steps=0 or "3" is ignored and counted."""
+    with testing.capture() as cap:
+        with exporter.execution("invoice", task_id="D-1", steps=3) as run:
+            carrier = json.loads(json.dumps(run.suspend("approval")))
+        assert carrier["steps_total"] == 3
+        with exporter.resume_execution(carrier):
+            pass
+        assert parse_carrier({**carrier, "steps_total": -1})[1] == ["steps_total"]
+        for bad in (0, "3", True):
+            with exporter.execution("invoice", task_id=f"bad-{bad}", steps=bad) as run:  # type: ignore[arg-type]
+                assert run.steps_total is None
+        assert cap.value("agent_exporter_dropped_total", reason="invalid_usage") == 3
+    parts = [s for s in cap.spans() if s.attributes.get(sc.ATTR_TASK_ID) == "D-1"]
+    assert [s.attributes.get(sc.ATTR_TASK_STEPS_TOTAL) for s in parts] == [3, 3]
+    assert all(sc.ATTR_TASK_STEPS_TOTAL not in s.attributes for s in cap.spans() if s not in parts)

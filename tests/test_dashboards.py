@@ -306,7 +306,7 @@ def test_histogram_panels_of_the_runtime_dashboard_request_exemplars() -> None:
 
 
 def test_dashboards_link_to_each_other_and_to_jaeger() -> None:
-    """Each dashboard links to the five others (keeping time and variables) and to Jaeger in Explore."""
+    """Each dashboard links to the six others (keeping time and variables) and to Jaeger in Explore."""
     for dash in ALL_DASHBOARDS.values():
         urls = {link["url"] for link in dash["links"]}
         others = EXPECTED_UIDS - {dash["uid"]}
@@ -469,3 +469,35 @@ def test_committed_json_is_current_whichever_way_the_generator_is_run(argv: list
     `python -m dashboards.build` both run, and find the committed JSON current."""
     result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split()
+)}  # fmt: skip
+# A count of dashboards in prose, and what it must equal (a function of the generator's lists).
+COUNT_PHRASES = (
+    (r"\b(\w+) (?:Grafana 11\.6 )?dashboards (?:in|for)\b", lambda n, p: n),
+    (r"\b(\w+) on Prometheus\b", lambda n, p: p),
+    (r"\b(\w+) Prometheus dashboards\b", lambda n, p: p),
+    (r"\bthe (\w+) others\b", lambda n, p: n - 1),
+)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/dashboards.md"])
+def test_docs_count_and_list_exactly_the_dashboards_in_the_repository(doc: str) -> None:
+    """Every count of dashboards in the prose is true, and the list names exactly the dashboards/ JSON files."""
+    on_disk = {p.stem for p in DASHBOARD_DIR.glob("*.json")}
+    assert on_disk == set(build.BUILDERS)
+    n, p = len(on_disk), len(build.PROMETHEUS_DASHBOARDS)
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    if doc == "README.md":
+        text = text.split("\n## Dashboards\n", 1)[1].split("\n## ", 1)[0]
+        listed = set(re.findall(r"^\| [^|]+ \| `([a-z-]+)` \|", text, re.M))
+    else:
+        listed = set(re.findall(r"^## [^\n]+ \(`([a-z-]+)`\)$", text, re.M))
+    assert listed == on_disk
+    counts = [(m.group(0), NUMBER_WORDS[m.group(1).lower()], want(n, p))
+              for pattern, want in COUNT_PHRASES for m in re.finditer(pattern, text, re.I)
+              if m.group(1).lower() in NUMBER_WORDS]  # fmt: skip
+    assert counts, "no count of dashboards found"
+    assert [c for c in counts if c[1] != c[2]] == []

@@ -160,3 +160,57 @@ def test_tests_that_start_servers_must_be_marked(tmp_path):
         "test_unmarked_uses_a_server_fixture",
     }, proc.stdout
     assert re.search(r"\b3 errors\b", proc.stdout) and " failed" not in proc.stdout, proc.stdout
+
+
+FRAMEWORK_APP = """
+import logging, sys, time
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+import exporter
+{configure}
+from pydantic_ai import Agent
+Agent.instrument_all()
+from pydantic_ai.models.test import TestModel
+Agent(TestModel(), name="weather").run_sync("What is the weather in Paris?")
+time.sleep({wait})
+from exporter.testing import metric_total
+print("finished", metric_total(exporter.registry(), "agent_executions_finished_total"))
+"""
+
+
+def framework_section() -> tuple[str, str]:
+    """The README's framework configure() line (port left to the test) and the prose after its code."""
+    section = README.split("\n## Framework agents\n", 1)[1].split("\n## ", 1)[0]
+    lead, code, after = re.split(r"```python\n(.*?)\n```", section, maxsplit=1, flags=re.S)
+    line = next(c for c in code.splitlines() if c.startswith("exporter.configure("))
+    assert "span_metrics=True" in line and "set_global_tracer_provider=True" in line
+    assert "`set_global_tracer_provider=True`" in lead  # the form that works comes first
+    return line[:-1] + ", metrics_port=None)", after.strip().split("\n\n", 1)[0]
+
+
+def run_framework_app(tmp_path: Path, configure: str, wait: float) -> subprocess.CompletedProcess[str]:
+    pytest.importorskip("pydantic_ai")
+    script = tmp_path / "agent.py"
+    script.write_text(FRAMEWORK_APP.format(configure=configure, wait=wait))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_readme_framework_configuration_counts_a_pydantic_ai_run(tmp_path: Path) -> None:
+    """The README's framework configure() line, then Agent.instrument_all(): the run is one execution."""
+    configure, _ = framework_section()
+    proc = run_framework_app(tmp_path, configure, 0)
+    assert "finished 1.0" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_readme_says_what_span_metrics_alone_does_and_the_warning_it_gives(tmp_path: Path) -> None:
+    """span_metrics=True alone counts zero executions and warns with the words the README quotes."""
+    configure, otherwise = framework_section()
+    assert "zero executions" in otherwise
+    bare = configure.replace(", set_global_tracer_provider=True", "")
+    proc = run_framework_app(tmp_path, bare, 6.0)  # the warning comes after a 5 s grace
+    assert "finished 0.0" in proc.stdout
+    quoted = [q for q in re.findall(r"`([^`]+)`", otherwise) if len(q) > 25]
+    assert len(quoted) == 2 and all(q in proc.stderr for q in quoted), (quoted, proc.stderr)

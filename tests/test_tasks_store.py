@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import re
 import subprocess
 import sys
 import time
@@ -19,9 +21,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import exporter
-from exporter.tasks.backend import Backend
+from exporter.tasks.backend import Backend, StoreMissing
 from exporter.tasks.fold import Delta, fold
-from exporter.tasks.query import Filters, list_tasks, parse_since
+from exporter.tasks.query import Filters, columns_for_table, list_tasks, parse_since
 from exporter.testing import metric_value
 from tests import tasks_workload
 
@@ -379,3 +381,135 @@ def test_a_crash_right_after_suspend_loses_nothing(store_url: str, store: Backen
     assert exporter.flush(10)
     (row,) = rows(store)
     assert row["status"] == "completed" and row["steps_done"] == 2 and row["waiting_reason"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# issue 23: reading never creates a store; declared steps; what the table shows
+# --------------------------------------------------------------------------------------------
+
+
+def tasks_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`agent-exporter tasks ...` run from `cwd`, importing this checkout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "tasks", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def test_the_tasks_command_creates_no_store_and_names_the_path_it_looked_at(tmp_path: Path) -> None:
+    """A SQLite store that is not there is exit 1 naming the absolute path (and the spelling), with
+    or without --cancel; an empty file is not made a store; nothing is created anywhere."""
+    cwd = tmp_path.resolve()
+    rel = tasks_cli(cwd, "--store", "sqlite:///var/lib/agent/tasks.db")
+    assert rel.returncode == 1 and rel.stdout == ""
+    assert f"no task store at {cwd}/var/lib/agent/tasks.db" in rel.stderr
+    assert "the absolute /var/lib/agent/tasks.db is sqlite:////var/lib/agent/tasks.db" in rel.stderr
+    absent = cwd / "elsewhere" / "tasks.db"
+    for extra in ((), ("--cancel", "T-1")):
+        out = tasks_cli(cwd, "--store", f"sqlite:///{absent}", *extra)
+        assert out.returncode == 1 and f"no task store at {absent}" in out.stderr, out.stderr
+    (cwd / "empty.db").touch()
+    empty = tasks_cli(cwd, "--store", f"sqlite:///{cwd / 'empty.db'}")
+    assert empty.returncode == 1 and "has no agent_tasks table" in empty.stderr
+    assert [p.name for p in cwd.rglob("*")] == ["empty.db"] and (cwd / "empty.db").stat().st_size == 0
+
+
+def test_a_reader_finds_no_store_where_none_was_written_and_leaves_it_so(store_url: str) -> None:
+    """Backend(create=False) raises StoreMissing on a fresh database or a missing file, twice (it
+    created nothing the first time); once the library has written there, it reads."""
+    for _ in range(2):
+        reader = Backend(store_url, create=False)
+        with pytest.raises(StoreMissing):
+            reader.connect()
+        reader.close()
+    writer = Backend(store_url)
+    writer.connect()
+    writer.close()
+    reader = Backend(store_url, create=False)
+    assert list_tasks(reader, Filters()) == []
+    reader.close()
+
+
+def test_declared_steps_reach_the_row_across_a_suspension_and_show_as_step_k_of_n(
+    store_url: str, store: Backend
+) -> None:
+    """execution(steps=4): the row keeps 4 through suspend/resume in another part; the table says
+    "step 3 of 4" after three steps, "step 1 of 2" while the first of two runs; an execution that
+    declared none shows its count alone."""
+    configure(store_url, tracing=False)
+    run = exporter.start_execution("invoice", "email", task_id="S-1", steps=4)
+    for name in ("extract", "validate"):
+        with run.step(name):
+            pass
+    carrier = run.suspend("approval")
+    run.end()
+    assert carrier["steps_total"] == 4
+    with exporter.resume_execution(carrier) as resumed, resumed.step("update"):
+        assert resumed.steps_total == 4
+    with exporter.execution("invoice", "email", task_id="S-2") as plain, plain.step("only"):
+        pass
+    running = exporter.start_execution("invoice", "email", task_id="S-3", steps=2)
+    step = running.step("first").__enter__()
+    assert exporter.flush(10)
+    by_id = {r["task_id"]: r for r in rows(store)}
+    assert by_id["S-1"]["steps_total"] == 4 and by_id["S-1"]["steps_done"] == 3
+    assert by_id["S-2"]["steps_total"] is None
+    listed = {r["task_id"]: r for r in list_tasks(store, Filters())}
+    (steps,) = [cells for header, cells in columns_for_table(list(listed.values())) if header == "STEPS"]
+    step.__exit__(None, None, None)
+    running.end()
+    assert sorted(steps) == ["1", "step 1 of 2", "step 3 of 4"]  # S-3 runs its first step
+
+
+def test_a_schema_1_store_is_read_as_it_is_and_migrated_by_the_writer(store_url: str) -> None:
+    """A store left at schema version 1 lists its rows (no steps declared) without being changed by
+    the reader; the library's writer adds the column and keeps the rows."""
+    from exporter.tasks import schema
+
+    old = Backend(store_url)
+    old.connect()  # today's schema: take it back to version 1, as an older library left it
+    old.fetch("SELECT 1")
+    conn = old.connect()
+    with old._transaction(conn) as cur:
+        cur.execute(f"DROP TABLE {schema.TABLE}")
+        cur.execute(f"DELETE FROM {schema.VERSION_TABLE}")
+        for statement in schema.migrations(old.dialect)[1]:
+            cur.execute(statement)
+        cur.execute(f"INSERT INTO {schema.VERSION_TABLE} (version) VALUES (1)")
+        cur.execute(f"INSERT INTO {schema.TABLE} (task_id, agent, trigger, status, state_at, started_at)"
+                    " VALUES ('OLD-1', 'a', 'email', 'completed', 1.0, 1.0)")  # fmt: skip
+    old.close()
+    reader = Backend(store_url, create=False)
+    (row,) = list_tasks(reader, Filters())
+    assert row["task_id"] == "OLD-1" and row["steps_total"] is None
+    assert reader.fetch(f"SELECT max(version) AS v FROM {schema.VERSION_TABLE}")[0]["v"] == 1
+    reader.close()
+    writer = Backend(store_url)
+    writer.connect()
+    assert writer.fetch(f"SELECT max(version) AS v FROM {schema.VERSION_TABLE}")[0]["v"] == schema.SCHEMA_VERSION
+    assert [(r["task_id"], r["steps_total"]) for r in rows(writer)] == [("OLD-1", None)]
+    writer.close()
+
+
+def test_the_table_shows_description_error_and_how_long_a_running_execution_has_run(tmp_path: Path) -> None:
+    """The table has a one-line shortened description and error, and "N (running)" as the runtime of
+    an execution still running."""
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    configure(url, tracing=False)
+    long = "Process invoice INV-7 from ACME Corporation,\nall 14 pages of it, with the purchase order attached"
+    with exporter.execution("invoice", "email", task_id="F-1", description=long) as run:
+        run.fail("tool_error", "salesforce answered 503 Service Unavailable three times; " + "x" * 100)
+    running = exporter.start_execution("invoice", "email", task_id="R-1", description="short one")
+    time.sleep(0.2)
+    assert exporter.flush(10)
+    out = tasks_cli(tmp_path, "--store", url)
+    running.end()
+    assert out.returncode == 0, out.stderr
+    header, *lines = out.stdout.splitlines()
+    assert "DESCRIPTION" in header and "ERROR" in header
+    failed = next(line for line in lines if line.startswith("F-1"))
+    assert "Process invoice INV-7 from ACME Corpora…  " in failed  # 40 characters, one line
+    assert "salesforce answered 503 Service Unavailable three times; xx…" in failed and "x" * 61 not in failed
+    running_line = next(line for line in lines if line.startswith("R-1"))
+    assert re.search(r"  \d+\.\d \(running\)  ", running_line) and "short one" in running_line

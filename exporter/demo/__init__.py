@@ -12,12 +12,14 @@ demo had not resumed when it stopped stay there, waiting.
 from __future__ import annotations
 
 import argparse
+import errno
 import heapq
 import itertools
 import logging
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -251,6 +253,19 @@ def _progress(work: Workload, desk: ApprovalDesk, t0: float, last: dict[str, Any
     )
 
 
+def _cannot_start(exc: ValueError, args: Any) -> str:
+    """configure()'s message, with this command's options where it names the Python API's keywords."""
+    cause = exc.__cause__
+    if not isinstance(cause, OSError):
+        return str(exc)
+    where = f"cannot serve /metrics on {args.addr}:{args.port}: {cause.strerror or cause}"
+    if isinstance(cause, socket.gaierror) or cause.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: pass another --addr (an address of this machine, e.g. 127.0.0.1 or 0.0.0.0)"
+    if cause.errno in (errno.EADDRINUSE, errno.EACCES):
+        return f"{where}: the port is in use or not allowed; pass another --port (e.g. --port {args.port + 1})"
+    return f"{where}: check --addr and --port"
+
+
 def run(args: Any) -> int:
     _configure_logging(args.log_format, args.verbose)
     level = {0: "warning", 1: "info"}.get(args.verbose, "debug")
@@ -273,7 +288,7 @@ def run(args: Any) -> int:
             task_store_refresh=args.task_store_refresh,
         )
     except ValueError as exc:
-        log.error("cannot start", error=str(exc))
+        log.error("cannot start", error=_cannot_start(exc, args))
         return 1
 
     stop = threading.Event()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -105,13 +107,45 @@ def settings_from(args: argparse.Namespace) -> IngestSettings:
     )
 
 
+def _cannot_listen(exc: OSError | RuntimeError, args: argparse.Namespace) -> str | None:
+    """Which of this command's ports could not be bound, and the option that changes it (None: a
+    RuntimeError that is not about a port). The service closed what it had bound before raising:
+    the port that still cannot be bound is the one."""
+    if isinstance(exc, OSError) and exc.errno not in (None, errno.EADDRINUSE, errno.EACCES):
+        return str(exc)
+    ports = [("--port", args.addr, args.port), ("--grpc-port", args.addr, args.grpc_port),
+             ("--metrics-port", args.metrics_addr, args.metrics_port)]  # fmt: skip
+    for option, addr, port in ports:
+        if port and not _bindable(addr, port):
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "in use or not allowed"
+            return f"cannot listen on {addr}:{port} ({option}): {why}; pass another {option}"
+    return str(exc) if isinstance(exc, OSError) else None
+
+
+def _bindable(addr: str, port: int) -> bool:
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            sock.bind(sockaddr)
+        return True
+    except OSError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT / SIGTERM; then derive what is held and forward what is queued."""
     level = LOG_LEVELS[args.log_level]
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         service = IngestService(settings_from(args), log_level=level).start()
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, RuntimeError) as exc:  # grpcio raises RuntimeError for a port it cannot bind
+        said = _cannot_listen(exc, args)
+        if said is None:
+            raise
+        print(f"agent-exporter ingest: {said}", file=sys.stderr)
+        return 2
+    except (ValueError, ImportError) as exc:
         print(f"agent-exporter ingest: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()

@@ -64,16 +64,24 @@ _OPTIONAL: dict[str, Callable[[Any], bool]] = {
     "description": lambda v: isinstance(v, str),
     "max_duration": lambda v: _number(v) and v > 0,
     "version": _text,  # the agent's version, when the execution had one
+    "steps_total": lambda v: _count(v) and v > 0,  # the steps the execution declared, when it did
 }
 
 
 def make_carrier(
-    context: Any, *, description: str | None, max_duration: float | None, version: str | None = None, **fields: Any
+    context: Any,
+    *,
+    description: str | None,
+    max_duration: float | None,
+    version: str | None = None,
+    steps_total: int | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """The carrier of an execution suspended now: its W3C `traceparent` (from `context`), the
     `fields` `parse_carrier` checks (agent, trigger, task id, reason, counts), the time of the
-    suspension, and the optional description, maximum duration and agent version (so the resumed
-    part counts under the version the execution began with, whatever the resuming process runs)."""
+    suspension, and the optional description, maximum duration, agent version (so the resumed
+    part counts under the version the execution began with, whatever the resuming process runs)
+    and number of steps declared."""
     carrier: dict[str, Any] = {}
     _propagator.inject(carrier, context=context)
     carrier.update({"v": CARRIER_VERSION, **fields, "suspended_at": time.time()})
@@ -83,6 +91,8 @@ def make_carrier(
         carrier["max_duration"] = max_duration
     if version is not None:
         carrier["version"] = version
+    if steps_total is not None:
+        carrier["steps_total"] = steps_total
     return carrier
 
 

@@ -70,6 +70,7 @@ class Execution(Lifecycle):
         pending: str | None = None,
         max_duration: float | None = None,
         version: Any = None,
+        steps: int | None = None,
         _resume: Mapping[str, Any] | None = None,
     ) -> None:
         rec = state.recorder
@@ -95,12 +96,18 @@ class Execution(Lifecycle):
             rec.drop(DropReason.INVALID_USAGE, f"max_duration {md!r} is not > 0; ignored")
             md = None
         self.max_duration = md
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+            rec.drop(DropReason.INVALID_USAGE, f"steps {steps!r} is not a whole number >= 1; ignored")
+            steps = None
+        self.steps_total: int | None = steps  # the steps this execution declared it will take
         self.status = sc.ExecutionStatus.PENDING.value if pending else sc.ExecutionStatus.IN_PROGRESS.value
         self.trace_id: str | None = None
         # The exemplar labels of every observation this execution makes: built once, shared.
         self.exemplar: dict[str, str] | None = None
         self.span_id: str | None = None
-        self.ref = ExecutionRef(self.agent, self.trigger, self.task_id, version=self.version)  # completed on enter
+        self.ref = ExecutionRef(
+            self.agent, self.trigger, self.task_id, version=self.version, steps=self.steps_total
+        )  # completed on enter
         self._init_lifecycle(clean_reason(state, pending) if pending else None)
         self._span: Any = None
         self._ctx: Any = None
@@ -161,6 +168,8 @@ class Execution(Lifecycle):
             attrs[sc.ATTR_TASK_DESCRIPTION] = self._description = clean_text(self.description, 1024)
         if self.version is not None:
             attrs[sc.ATTR_GEN_AI_AGENT_VERSION] = self.version
+        if self.steps_total is not None:
+            attrs[sc.ATTR_TASK_STEPS_TOTAL] = self.steps_total
         self._span = span = st.tracing.tracer.start_span(
             sc.SPAN_EXECUTION.format(agent=self.agent), context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
@@ -171,8 +180,9 @@ class Execution(Lifecycle):
         linked = self._hold(span.get_span_context(), resume is not None)
         self.exemplar = exemplar_of(self.trace_id) if linked and self._rec.exemplars else None
         self.ref = ExecutionRef(
-            self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar, self.version
-        )
+            self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar, self.version,
+            self.steps_total,
+        )  # fmt: skip
         self._ctx = trace.set_span_in_context(span, parent)
         self._otel_token = otel_context.attach(self._ctx)
         self._cv_token = current_execution_var.set(self)
@@ -424,6 +434,7 @@ class Execution(Lifecycle):
                 description=self._description,
                 max_duration=self.max_duration,
                 version=self.version,
+                steps_total=self.steps_total,
             )
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})

@@ -96,6 +96,7 @@ class NoopExecution(_NoopContext):
     description: Any = None
     objectives: Any = None
     max_duration: float | None = None
+    steps_total: int | None = None
     status = ""
     trace_id: str | None = None
     span_id: str | None = None

@@ -23,6 +23,7 @@ class ExecutionRef(NamedTuple):
     span_id: str | None = None  # the execution's span
     exemplar: Mapping[str, str] | None = None  # the trace link for observations; None if the trace is not kept
     version: str | None = None  # the agent's version (deployed workflow / prompt revision), if known
+    steps: int | None = None  # the number of steps the execution declared (`execution(steps=n)`), if it did
 
 
 class ExecutionStarted(NamedTuple):

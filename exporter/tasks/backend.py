@@ -25,6 +25,10 @@ class StoreError(Exception):
     """The store URL is unusable (scheme, path, missing driver)."""
 
 
+class StoreMissing(StoreError):
+    """A reader (`Backend(url, create=False)`) found no store there: nothing was created."""
+
+
 def parse_url(url: str) -> tuple[Dialect, str]:
     """`sqlite:///path/tasks.db` (or `sqlite:////abs/path`) or `postgresql://user@host:port/db`."""
     if not isinstance(url, str):
@@ -53,12 +57,28 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-class Backend:
-    """One connection to the store, opened on first use and reopened after a failure."""
+def sqlite_missing(path: str, url: str) -> str:
+    """Why a SQLite store is not there, naming the file (and how the URL spells it)."""
+    full = os.path.abspath(path)
+    if os.path.isabs(path):
+        return f"no task store at {full} (no such file); nothing was created"
+    return (
+        f"no task store at {full}: {url} is relative to the current directory ({os.getcwd()}); "
+        f"the absolute /{path} is sqlite:////{path}. Nothing was created"
+    )
 
-    def __init__(self, url: str) -> None:
+
+class Backend:
+    """One connection to the store, opened on first use and reopened after a failure.
+
+    `create=False` (readers: the `tasks` command) never makes a store: a SQLite file that does not
+    exist, or a database without the task table, raises `StoreMissing` instead of being created.
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.dialect, self._target = parse_url(url)
         self.url = url
+        self._create = create
         self._conn: Any = None
         self._upsert = upsert(self.dialect)
         if self.dialect == "postgresql":
@@ -76,10 +96,14 @@ class Backend:
             return self._conn
         conn: Any
         if self.dialect == "sqlite":
-            os.makedirs(os.path.dirname(os.path.abspath(self._target)), exist_ok=True)
+            if not self._create and not os.path.isfile(self._target):
+                raise StoreMissing(sqlite_missing(self._target, self.url))
+            if self._create:
+                os.makedirs(os.path.dirname(os.path.abspath(self._target)), exist_ok=True)
             conn = sqlite3.connect(self._target, timeout=CONNECT_TIMEOUT, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self._create:  # a reader writes nothing: the writer made the file WAL already
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
         else:
             import psycopg
 
@@ -90,7 +114,10 @@ class Backend:
                 application_name="agent-exporter",
             )
         try:
-            self._migrate(conn)
+            if self._create:
+                self._migrate(conn)
+            else:
+                self._check(conn)
         except Exception:
             conn.close()
             raise
@@ -118,16 +145,44 @@ class Backend:
             cur.execute(f"SELECT max(version) FROM {VERSION_TABLE}")
             row = cur.fetchone()
             have = int(row[0]) if row and row[0] is not None else 0
-            if have > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the task store's schema is version {have}, newer than this library's {SCHEMA_VERSION}: upgrade"
-                )
+            self._not_newer(have)
             for version, statements in sorted(migrations(self.dialect).items()):
                 if version <= have:
                     continue
                 for statement in statements:
                     cur.execute(statement)
                 cur.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ({self._ph()})", (version,))
+
+    def _check(self, conn: Any) -> None:
+        """For a reader: the store's tables are there, in a schema not newer than this library's.
+        Nothing is written (an older schema is read as it is: the columns it lacks read as empty)."""
+        cur = conn.cursor()
+        try:
+            if not (self._has_table(cur, VERSION_TABLE) and self._has_table(cur, TABLE)):
+                where = os.path.abspath(self._target) if self.dialect == "sqlite" else redact_url(self.url)
+                raise StoreMissing(f"no task store in {where}: it has no {TABLE} table; nothing was created")
+            cur.execute(f"SELECT max(version) FROM {VERSION_TABLE}")
+            row = cur.fetchone()
+            self._not_newer(int(row[0]) if row and row[0] is not None else 0)
+        finally:
+            cur.close()
+            if self.dialect == "postgresql":
+                conn.rollback()  # no read transaction left open
+
+    @staticmethod
+    def _not_newer(have: int) -> None:
+        if have > SCHEMA_VERSION:
+            raise StoreError(
+                f"the task store's schema is version {have}, newer than this library's {SCHEMA_VERSION}: upgrade"
+            )
+
+    def _has_table(self, cur: Any, name: str) -> bool:
+        if self.dialect == "sqlite":
+            cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        else:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        row = cur.fetchone()
+        return bool(row and row[0])
 
     def _ph(self) -> str:
         return "?" if self.dialect == "sqlite" else "%s"

@@ -1,4 +1,8 @@
-"""`agent-exporter tasks`: the task list from the store, as a table or JSON."""
+"""`agent-exporter tasks`: the task list from the store, as a table or JSON.
+
+It only reads: a store that is not there (a SQLite file that does not exist, a database without
+the task table) is an error naming it, exit 1, and nothing is created. Exit 2: a bad option or URL.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from .backend import Backend, StoreError, redact_url
+from .backend import Backend, StoreError, StoreMissing, redact_url
 from .query import Filters, columns_for_table, list_tasks, parse_since
 
 STATUSES = ("in_progress", "pending", "completed", "failed", "cancelled")
@@ -18,8 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
         default=os.environ.get("AGENT_EXPORTER_TASK_STORE"),
-        help="the task store URL, as given to configure(task_store=...): sqlite:///path/tasks.db or "
-        "postgresql://user@host:port/db (default: $AGENT_EXPORTER_TASK_STORE)",
+        help="the task store URL, as given to configure(task_store=...): sqlite:////abs/path/tasks.db "
+        "(sqlite:///rel/path.db is relative to the current directory) or postgresql://user@host:port/db "
+        "(default: $AGENT_EXPORTER_TASK_STORE). Only read: a store that is not there is an error (exit 1), "
+        "never created",
     )
     p.add_argument("--agent", help="only this agent")
     p.add_argument("--status", choices=STATUSES, help="only this status (pending: waiting, e.g. for approval)")
@@ -41,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         print("agent-exporter tasks: --store URL (or AGENT_EXPORTER_TASK_STORE) is required", file=sys.stderr)
         return 2
     if args.cancel:
+        try:
+            _exists(args.store)
+        except Exception as exc:  # noqa: BLE001 - said as the listing says it
+            return _failed(args.store, exc)
         return _cancel(args.store, args.cancel)
     try:
         filters = Filters(
@@ -51,17 +61,13 @@ def run(args: argparse.Namespace) -> int:
             search=args.search,
             limit=args.limit,
         )
-        backend = Backend(args.store)
+        backend = Backend(args.store, create=False)
         try:
             rows = list_tasks(backend, filters)
         finally:
             backend.close()
-    except (StoreError, ValueError) as exc:
-        print(f"agent-exporter tasks: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - a driver error: say which store, not a traceback
-        print(f"agent-exporter tasks: cannot read {redact_url(args.store)}: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001
+        return _failed(args.store, exc)
     try:
         if args.json:
             json.dump(rows, sys.stdout, indent=1)
@@ -83,6 +89,28 @@ def _table(rows: list[dict[str, Any]]) -> None:
     print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)).rstrip())
     for i in range(len(rows)):
         print("  ".join(cells[i].ljust(w) for (_, cells), w in zip(cols, widths, strict=True)).rstrip())
+
+
+def _failed(store: str, exc: Exception) -> int:
+    """Say why the store could not be read: 1 when it is not there or the driver failed, 2 for a bad URL."""
+    if isinstance(exc, StoreMissing):
+        print(f"agent-exporter tasks: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(exc, StoreError | ValueError):
+        print(f"agent-exporter tasks: {exc}", file=sys.stderr)
+        return 2
+    # a driver error: say which store, not a traceback
+    print(f"agent-exporter tasks: cannot read {redact_url(store)}: {exc}", file=sys.stderr)
+    return 1
+
+
+def _exists(store: str) -> None:
+    """Raise StoreMissing unless the store is there (the library would create it)."""
+    backend = Backend(store, create=False)
+    try:
+        backend.connect()
+    finally:
+        backend.close()
 
 
 def _cancel(store: str, task_id: str) -> int:

@@ -58,6 +58,7 @@ class Delta:
     trace_id: str | None = None
     span_id: str | None = None
     trace_kept: bool | None = None
+    steps_total: int | None = None  # declared by the execution (`execution(steps=n)`)
 
     def state(self, at: float, status: str, **kw: Any) -> None:
         """Take a state seen at `at` if it is the newest so far (the fields it does not name are cleared)."""
@@ -87,6 +88,8 @@ def fold(batch: list[tuple[float, Event]], into: dict[str, Delta]) -> None:
                 d.span_id = ref.span_id
         if d.version is None:
             d.version = ref.version
+        if d.steps_total is None:
+            d.steps_total = ref.steps
         _apply(d, at, event)
 
 

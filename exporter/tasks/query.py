@@ -97,6 +97,7 @@ def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
     n = r["score_n"]
     score = r["score"] if r["score"] is not None else (r["score_sum"] / n if n else None)
     waiting = r["status"] == "pending" and r["waiting_since"] is not None
+    running = r["status"] == "in_progress" and r["started_at"] is not None
     return {
         "task_id": r["task_id"],
         "agent": r["agent"],
@@ -108,8 +109,11 @@ def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
         "started_at": _iso(r["started_at"]),
         "ended_at": _iso(r["ended_at"]),
         "runtime_seconds": r["runtime_seconds"],
+        # still running: the time since it started (waits included), as of this read
+        "running_seconds": round(max(0.0, now - r["started_at"]), 3) if running else None,
         "current_step": r["current_step"] if r["status"] == "in_progress" else None,
         "steps_done": r["steps_done"],
+        "steps_total": r.get("steps_total"),  # declared by the execution; a store of schema 1 has none
         "waiting_reason": r["waiting_reason"] if waiting else None,
         "waiting_seconds": round(now - r["waiting_since"], 3) if waiting else None,
         "score": score,
@@ -144,15 +148,34 @@ def carrier_of(row: Mapping[str, Any]) -> dict[str, Any]:
         carrier["traceparent"] = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
     if row["description"] is not None:
         carrier["description"] = row["description"]
+    if row.get("steps_total") is not None:
+        carrier["steps_total"] = int(row["steps_total"])
     return carrier
 
 
+DESCRIPTION_WIDTH = 40  # characters of the description the table shows (--json has it whole)
+ERROR_WIDTH = 60  # and of the error message
+
+
+def shorten(text: str, width: int) -> str:
+    """One line of at most `width` characters, `…` where it was cut."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1].rstrip() + "…"
+
+
 def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
-    """The CLI's table: a few columns, each as (header, cells)."""
+    """The CLI's table: a few columns, each as (header, cells).
+
+    RUNTIME s is the active runtime of an ended execution, and for a running one the time since it
+    started, marked `(running)`; STEPS is the steps ended, or "step k of n" when the execution
+    declared n (k: the steps ended, and the one running while it runs); DESCRIPTION and ERROR are
+    shortened to one line (`--json` has them whole).
+    """
     picks = [
         ("TASK ID", "task_id"), ("AGENT", "agent"), ("TRIGGER", "trigger"), ("STATUS", "status"),
         ("CAUSE", "cause"), ("STARTED (UTC)", "started_at"), ("RUNTIME s", "runtime_seconds"),
-        ("STEP / WAITING", "current_step"), ("SCORE", "score"), ("TRACE", "trace_id"),
+        ("STEPS", "steps_done"), ("STEP / WAITING", "current_step"), ("SCORE", "score"), ("TRACE", "trace_id"),
+        ("DESCRIPTION", "description"), ("ERROR", "error"),
     ]  # fmt: skip
     out = []
     for header, key in picks:
@@ -161,6 +184,16 @@ def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
             v: Any = r.get(key)
             if key == "current_step" and r["status"] == "pending":
                 v = f"{r['waiting_reason']} for {r['waiting_seconds']:.0f}s"
+            elif key == "runtime_seconds" and v is None and r.get("running_seconds") is not None:
+                v = f"{r['running_seconds']:.1f} (running)"
+            elif key == "steps_done" and r.get("steps_total"):
+                n = r["steps_total"]
+                k = v + 1 if r["status"] == "in_progress" and r["current_step"] and v < n else v  # the one running
+                v = f"step {k} of {n}"
+            elif key == "description" and v:
+                v = shorten(v, DESCRIPTION_WIDTH)
+            elif key == "error" and v:
+                v = shorten(v, ERROR_WIDTH)
             elif key == "trace_id" and v is None:
                 v = r["trace"]
             elif key == "started_at" and v:

@@ -14,7 +14,7 @@ Dialect = Literal["sqlite", "postgresql"]
 
 TABLE: Final = "agent_tasks"
 VERSION_TABLE: Final = "agent_exporter_schema"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 # A constant key for pg_advisory_xact_lock: "agentexp" as an int.
 ADVISORY_LOCK: Final = 0x6167656E74657870 & 0x7FFFFFFFFFFFFFFF
 
@@ -47,7 +47,11 @@ COLUMNS: Final[dict[str, tuple[str, str]]] = {
     # 1/true: the trace was exported; 0/false: sampling (or the head sampler) dropped it;
     # NULL: not decided yet (running) or no trace. Only kept traces are linked.
     "trace_kept": ("INTEGER", "BOOLEAN"),
+    # Added in version 2: the number of steps the execution declared (`execution(steps=n)`), if it did.
+    "steps_total": ("INTEGER", "INTEGER"),
 }
+# Columns later migrations add: the table version 1 creates leaves them out.
+LATER_COLUMNS: Final = ("steps_total",)
 
 # The dashboard's and the CLI's queries, and the waiting gauges, use these.
 INDEXES: Final = (
@@ -73,13 +77,16 @@ STATE: Final = (
 
 def create_table(dialect: Dialect) -> str:
     i = 0 if dialect == "sqlite" else 1
-    cols = ",\n  ".join(f"{name} {types[i]}" for name, types in COLUMNS.items())
+    cols = ",\n  ".join(f"{name} {types[i]}" for name, types in COLUMNS.items() if name not in LATER_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {cols}\n)"
 
 
 # version -> the statements that bring the schema from version-1 to it.
 def migrations(dialect: Dialect) -> dict[int, list[str]]:
-    return {1: [create_table(dialect), *INDEXES]}
+    return {
+        1: [create_table(dialect), *INDEXES],
+        2: [f"ALTER TABLE {TABLE} ADD COLUMN steps_total INTEGER"],
+    }
 
 
 def placeholder(dialect: Dialect, name: str) -> str:
@@ -93,7 +100,7 @@ def upsert(dialect: Dialect) -> str:
     - the state (status, waiting, end, cause, trace decision) is the newest one by event time:
       a process that suspended and one that resumed may write in either order;
     - `started_at` is the earliest event seen; agent, trigger, version, description and trace
-      ids keep the first value written unless it was empty.
+      ids (and the steps declared) keep the first value written unless it was empty.
     """
     ph = {c: placeholder(dialect, c) for c in COLUMNS}
     least = "min" if dialect == "sqlite" else "LEAST"
@@ -109,6 +116,7 @@ def upsert(dialect: Dialect) -> str:
         *(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {t}.{c} END" for c in STATE),
         f"state_at = CASE WHEN {newer} THEN excluded.state_at ELSE {t}.state_at END",
         f"current_step = COALESCE(excluded.current_step, {t}.current_step)",
+        f"steps_total = COALESCE({t}.steps_total, excluded.steps_total)",
         *(f"{c} = {t}.{c} + excluded.{c}" for c in ADDED),
     ]
     return (
