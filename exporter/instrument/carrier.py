@@ -64,6 +64,11 @@ _OPTIONAL: dict[str, Callable[[Any], bool]] = {
     "description": lambda v: isinstance(v, str),
     "max_duration": lambda v: _number(v) and v > 0,
     "version": _text,  # the agent's version, when the execution had one
+    # Model spend so far (issue 24): priced USD, tokens of unpriced models, the cache parts of input.
+    "cost_usd": _number,
+    "unpriced_tokens": _count,
+    "tokens_cache_read": _count,
+    "tokens_cache_write": _count,
 }
 
 
