@@ -521,5 +521,6 @@ ALERTS: Final = (
     "AgentExporterDown",
     "AgentExecutionsAllFailing",
     "AgentLowVolumeFailures",
+    *COST_ALERTS,
 )
 SCRAPE_JOB: Final = "agent-exporter"  # the job name the shipped Prometheus configuration uses
