@@ -205,10 +205,10 @@ def test_bad_usage_never_raises(bad):
 def test_cost_crosses_suspend_and_resume():
     """A suspended execution's spend so far goes in its carrier; the resumed part's span ends with the total."""
     with testing.capture() as cap:
-        run = exporter.start_execution("a")
-        with run.step("one") as step:
-            step.record_usage(1_000_000, 0, model="gpt-4o")  # $2.50
-        carrier = run.suspend()
+        with exporter.execution("a") as run:
+            with run.step("one") as step:
+                step.record_usage(1_000_000, 0, model="gpt-4o")  # $2.50
+            carrier = run.suspend()
         assert carrier["cost_usd"] == pytest.approx(2.5)
         resumed = exporter.resume_execution(carrier)
         with resumed, resumed.step("two") as step:
