@@ -11,6 +11,7 @@ from typing import Any
 from alert_rules.alertmanager_config import dump
 from alert_rules.rules import (
     COMPLETION_RATIO,
+    DAILY_COST,
     DASHBOARDS,
     FINISHED,
     MAX_PENDING,
@@ -21,10 +22,14 @@ from alert_rules.rules import (
     TARGET_AGENTS,
     TASKS_WAITING_OLDEST,
     Params,
+    budget_burn,
     burn_rate,
     completion_ratio,
+    cost_increase,
     criterion_pass_ratio,
     finished_increase,
+    llm_calls_increase,
+    llm_error_ratio,
     num,
     objective,
     recording_rules,
@@ -259,7 +264,47 @@ def alerting_rules(p: Params) -> list[dict[str, Any]]:
         "{{ with $labels.agent }}agent {{ . }}, which it exported, is not being watched there."
         "{{ else }}the agents in that process are not being watched.{{ end }}",
     )
+    _cost_alerts(p, alert)
     return rules
+
+
+def _cost_alerts(p: Params, alert: Any) -> None:
+    """Spend and model-call alerts (issue 24; docs/alerts.md, "Cost")."""
+    w, f, floor = p.window, num(p.cost_spike_factor), num(p.cost_spike_min_usd)
+    usd = 'printf "%.2f"'
+    alert(
+        "AgentCostSpike",
+        f"{cost_increase(w)}\n  > on(agent) {f} * {cost_increase(w, baseline=True)}\n"
+        f"and on(agent)\n{cost_increase(w)} >= {floor}\n",
+        "warning",
+        "An agent is spending several times its usual amount on model calls.",
+        f"Agent {{{{ $labels.agent }}}} spent ${{{{ $value | {usd} }}}} on model calls over the last {w}, "
+        f"more than {f}x its usual ${_lookup_tmpl(cost_increase(w, baseline=True), usd)} "
+        f"(the median of the same {w} on {p.baseline_phrase()}; alerts from ${floor} in {w}).",
+    )
+    for bw in p.budget_windows:
+        alert(
+            "AgentDailyBudgetBurn",
+            f"{budget_burn(bw.long)} > {num(bw.factor)}\n"
+            f"and on(agent)\n{budget_burn(bw.short)} > {num(bw.factor)}\n",
+            bw.severity,
+            "An agent is spending fast enough to exhaust its daily budget.",
+            f"Agent {{{{ $labels.agent }}}} is spending {{{{ $value | humanize }}}}x as fast as its daily budget of "
+            f"${_objective_tmpl(DAILY_COST, 'humanize')} allows, over the last {bw.long} and the last {bw.short} "
+            f"(alert at {num(bw.factor)}x: the budget would last {num(24 / bw.factor)} h).",
+            for_=bw.for_,
+            labels={"long_window": bw.long, "short_window": bw.short},
+        )
+    alert(
+        "AgentLLMErrorsHigh",
+        f"{llm_error_ratio(w)} > {num(p.max_llm_error_ratio)}\n"
+        f"and on(agent, provider, model)\n{llm_calls_increase(w)} >= {p.min_llm_calls}\n",
+        "warning",
+        "Calls to a model fail or are rate-limited often.",
+        f"{{{{ $value | humanizePercentage }}}} of the calls agent {{{{ $labels.agent }}}} made to model "
+        f"{{{{ $labels.model }}}} ({{{{ $labels.provider }}}}) over the last {w} failed, timed out or were "
+        f"rate-limited (alert above {num(p.max_llm_error_ratio * 100)} %).",
+    )
 
 
 def _low_volume_alerts(p: Params, alert: Any) -> None:

@@ -47,6 +47,9 @@ PENDING_OLDEST = semconv.EXECUTION_PENDING_OLDEST.name
 # executions included, whichever process suspended them); 0 when nothing waits.
 TASKS_WAITING_OLDEST = semconv.TASKS_WAITING_OLDEST.name
 OBJECTIVE = semconv.OBJECTIVE.name
+COST = semconv.COST.name
+LLM_CALLS = semconv.LLM_CALLS.name
+DAILY_COST = semconv.OBJECTIVE_DAILY_COST_USD
 
 COMPLETION_RATIO = semconv.OBJECTIVE_COMPLETION_RATIO
 MAX_RUNTIME = semconv.OBJECTIVE_MAX_RUNTIME_SECONDS
@@ -81,6 +84,9 @@ DASHBOARDS = {
     "AgentExporterDown": "agent-overview",
     "AgentExecutionsAllFailing": "agent-overview",
     "AgentLowVolumeFailures": "agent-overview",
+    "AgentCostSpike": "agent-cost",
+    "AgentDailyBudgetBurn": "agent-cost",
+    "AgentLLMErrorsHigh": "agent-cost",
 }
 
 DEFAULT_FOR: dict[str, str] = {
@@ -96,7 +102,9 @@ DEFAULT_FOR: dict[str, str] = {
     "AgentExporterDown": "5m",
     "AgentExecutionsAllFailing": "5m",
     "AgentLowVolumeFailures": "10m",
-}  # AgentCompletionErrorBudgetBurn takes its `for` from each BurnWindow
+    "AgentCostSpike": "15m",
+    "AgentLLMErrorsHigh": "10m",
+}  # AgentCompletionErrorBudgetBurn and AgentDailyBudgetBurn take their `for` from each BurnWindow
 
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -142,6 +150,13 @@ DEFAULT_BURN_WINDOWS = (
     BurnWindow("6h", "30m", 6, "critical", "15m"),
     BurnWindow("1d", "2h", 3, "warning", "1h"),
     BurnWindow("3d", "6h", 1, "warning", "3h"),
+)
+
+# AgentDailyBudgetBurn: the spend rate over both windows would use up the day's budget in
+# 24 h / factor — half a day (critical), or before the day ends (warning).
+DEFAULT_BUDGET_WINDOWS = (
+    BurnWindow("1h", "5m", 2, "critical", "5m"),
+    BurnWindow("6h", "30m", 1, "warning", "30m"),
 )
 
 # The smallest error budget a burn rate divides by: an objective of 1.0 (no budget) gives a very
@@ -191,6 +206,16 @@ class Params:
     # default `service_name`. Label the scrape target `service: <its service_name>` otherwise.
     jaeger_service: str = "agent"
     jaeger_limit: int = 20
+    # AgentCostSpike: spend over `window` above this multiple of the median of the same window on
+    # earlier periods (baseline_period x baseline_periods), and at least this many dollars (the floor
+    # that keeps a cheap agent doubling from $2 to $4 a day quiet).
+    cost_spike_factor: float = 3.0
+    cost_spike_min_usd: float = 5.0
+    budget_windows: tuple[BurnWindow, ...] = DEFAULT_BUDGET_WINDOWS  # AgentDailyBudgetBurn
+    # AgentLLMErrorsHigh: errors, timeouts and rate limits of one provider and model above this
+    # share of its calls over `window`, with at least `min_llm_calls` calls.
+    max_llm_error_ratio: float = 0.10
+    min_llm_calls: int = 20
 
     def __post_init__(self) -> None:
         for d in (self.window, *self.extra_windows, self.baseline_period, self.stall_window,
@@ -198,7 +223,7 @@ class Params:
             seconds(d)
         if not self.all_failing_windows or self.all_failing_min < 1:
             raise ValueError("all_failing_windows must be non-empty and all_failing_min at least 1")
-        for b in self.burn_windows:
+        for b in (*self.burn_windows, *self.budget_windows):
             seconds(b.long), seconds(b.short), seconds(b.for_)
             if b.severity not in ("critical", "warning"):
                 raise ValueError(f"burn window severity must be critical or warning: {b.severity!r}")
@@ -237,6 +262,7 @@ class Params:
             min_tool_calls=min_executions,
             all_failing_windows=("30s", "1m", "2m", "4m"),
             low_volume_window="4m",
+            budget_windows=(BurnWindow("1m", "30s", 2, "critical", for_), BurnWindow("4m", "1m", 1, "warning", for_)),
             for_durations={name: for_ for name in DEFAULT_FOR},
         )
         values.update(overrides)
@@ -323,6 +349,22 @@ def criterion_pass_ratio(w: str) -> str:
 
 def tool_calls_increase(w: str) -> str:
     return f"agent_tool:agent_tool_calls:increase{w}"
+
+
+def cost_increase(w: str, baseline: bool = False) -> str:
+    return f"agent:{COST}:increase{w}" + ("_baseline" if baseline else "")
+
+
+def budget_burn(w: str) -> str:
+    return f"agent:{COST}:budgetburn{w}"
+
+
+def llm_error_ratio(w: str) -> str:
+    return f"agent_provider_model:{LLM_CALLS}:error_ratio{w}"
+
+
+def llm_calls_increase(w: str) -> str:
+    return f"agent_provider_model:{LLM_CALLS}:increase{w}"
 
 
 def objective(name: str) -> str:
@@ -423,4 +465,21 @@ def recording_rules(p: Params) -> list[dict[str, Any]]:
     rec(runtime_p95(w, baseline=True), _median_of_earlier(p, runtime_p95(w), runtime_count(w), n))
     rec(score_mean(w, baseline=True), _median_of_earlier(p, score_mean(w), score_count(w), n))
     rec(started_increase(p.stall_window, baseline=True), _median_of_earlier(p, started_increase(p.stall_window)))
+    _cost_rules(p, rec)
     return rules
+
+
+def _cost_rules(p: Params, rec: Any) -> None:
+    """Spend per agent, its baseline, the budget burn rates, model-call error ratios (issue 24)."""
+    # The daily budget has no default: only agents that export one have this series.
+    rec(objective(DAILY_COST), f'min by (agent) ({OBJECTIVE}{{objective="{DAILY_COST}"}})\n')
+    w = p.window
+    rec(cost_increase(w), f"sum by (agent) (increase({COST}[{w}]))\n")
+    rec(cost_increase(w, baseline=True), _median_of_earlier(p, cost_increase(w)))
+    # Spend rate as a multiple of what the day's budget allows: 1 = the budget lasts exactly a day.
+    for bw in sorted({x for b in p.budget_windows for x in (b.long, b.short)}, key=seconds):
+        rec(budget_burn(bw),
+            f"sum by (agent) (rate({COST}[{bw}])) * 86400\n/ on(agent)\n{objective(DAILY_COST)}\n")  # fmt: skip
+    failed = f'{LLM_CALLS}{{outcome=~"error|timeout|rate_limited"}}'
+    rec(llm_error_ratio(w), _ratio(failed, LLM_CALLS, "agent, provider, model", w))
+    rec(llm_calls_increase(w), f"sum by (agent, provider, model) (increase({LLM_CALLS}[{w}]))\n")

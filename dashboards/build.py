@@ -31,6 +31,7 @@ ROOT_DIR = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as `python dashboards/build.py`: the repository root is the import root
     sys.path.insert(0, str(ROOT_DIR))
 
+from dashboards.cost import cost  # noqa: E402
 from dashboards.panels import (  # noqa: E402
     AGENT,
     AGENT_VAR,
@@ -633,10 +634,11 @@ BUILDERS = {
     "agent-tools": tools,
     "agent-tasks": tasks,
     "agent-versions": versions,
+    "agent-cost": cost,
 }
 # The dashboards on Prometheus; the others (agent-tasks) query the task store in SQL.
 PROMETHEUS_DASHBOARDS = ("agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations",
-                         "agent-tools", "agent-versions")  # fmt: skip
+                         "agent-tools", "agent-versions", "agent-cost")  # fmt: skip
 
 
 def build_all() -> dict[str, dict[str, Any]]:

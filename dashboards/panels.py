@@ -41,6 +41,7 @@ UIDS = {
     "tools": "agent-tools",
     "tasks": "agent-tasks",
     "versions": "agent-versions",
+    "cost": "agent-cost",
 }
 TITLES = {
     "agent-overview": "Agent overview",
@@ -50,6 +51,7 @@ TITLES = {
     "agent-tools": "Agent tool performance",
     "agent-tasks": "Agent tasks",
     "agent-versions": "Agent versions",
+    "agent-cost": "Agent cost and models",
 }
 
 # --------------------------------------------------------------------------- PromQL helpers

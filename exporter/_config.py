@@ -28,6 +28,7 @@ from ._version import __version__ as __version__  # re-exported by exporter/__in
 from .content import DEFAULT_MAX_BYTES, Redactor
 from .pipeline.exposition import make_metrics_app
 from .pipeline.metrics import DEFAULT_MAX_AGENTS, DEFAULT_MAX_LABEL_VALUES
+from .pricing import parse_overrides
 from .semconv import StepStatus
 from .spans.mapping import DEFAULT_TRACE_TIMEOUT
 from .tasks.backend import StoreError, parse_url
@@ -49,10 +50,16 @@ class Objectives:
     min_evaluation_score: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MIN_EVALUATION_SCORE]
     max_tool_error_ratio: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MAX_TOOL_ERROR_RATIO]
     max_pending_seconds: float = sc.DEFAULT_OBJECTIVES[sc.OBJECTIVE_MAX_PENDING_SECONDS]
+    # A day's model spend budget in USD (AgentDailyBudgetBurn); None: no budget, not exported.
+    daily_cost_usd: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if v is None and f.name == sc.OBJECTIVE_DAILY_COST_USD:
+                continue
+            if f.name.endswith("_usd") and (isinstance(v, bool) or not isinstance(v, int | float) or not v > 0):
+                raise ValueError(f"objective {f.name} must be a number of US dollars > 0, got {v!r}")
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise ValueError(f"objective {f.name} must be a finite number, got {v!r}")
             if f.name.endswith(("_ratio", "_score")) and not 0 <= v <= 1:
@@ -61,7 +68,8 @@ class Objectives:
                 raise ValueError(f"objective {f.name} must be > 0 seconds, got {v!r}")
 
     def as_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The objectives that are set (`daily_cost_usd` only when given)."""
+        return {f.name: float(v) for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
 
     @classmethod
     def parse(cls, agent: str, value: Objectives | Mapping[str, float]) -> Objectives:
@@ -117,6 +125,15 @@ def _objectives(name: str, value: object) -> None:
         Objectives.parse(agent, objectives)
 
 
+def _prices(name: str, value: object) -> None:
+    if isinstance(value, bool):  # True: the default (genai-prices alone); False: no cost
+        return
+    if not isinstance(value, Mapping):
+        c.fail(name, "False, or a mapping of model name to {'input':, 'output':, 'cache_read':, 'cache_write':} "
+               "USD per million tokens", value)  # fmt: skip
+    parse_overrides(value)
+
+
 def _task_store(name: str, value: object) -> None:
     if not isinstance(value, str):
         c.fail(name, "a URL: sqlite:///path/tasks.db or postgresql://user@host:port/db", value)
@@ -159,6 +176,7 @@ _CHECKS: Mapping[str, c.Check] = {
     "task_store": c.optional(_task_store),
     "task_store_retention_days": c.seconds(zero_ok=True),
     "task_store_refresh": c.seconds(zero_ok=False),
+    "prices": c.optional(_prices),
 }
 
 
@@ -211,6 +229,7 @@ def configure(
     task_store: str | None = None,
     task_store_retention_days: float = 7.0,
     task_store_refresh: float = 15.0,
+    prices: Mapping[str, Mapping[str, float]] | bool | None = None,
 ) -> State:
     """Turn the library on. Call once at start-up; a second call checks its arguments, warns, changes nothing.
 
@@ -231,6 +250,10 @@ def configure(
     execution in a database, written off the agent's thread (exporter/tasks/); rows older than
     `task_store_retention_days` are purged; the waiting gauges are read from it every
     `task_store_refresh` seconds.
+
+    Model usage is priced from `genai-prices`' offline snapshot (exporter/pricing.py);
+    `prices={"my-model": {"input": 1.0, "output": 3.0, "cache_read": 0.1, "cache_write": 1.25}}` (USD
+    per million tokens) adds or overrides models, `prices=False` turns cost off.
 
     `span_metrics=True` turns other instrumentations' spans (agent frameworks) into the same
     metrics; a framework trace with no span for `span_trace_timeout` seconds is dropped, counted.

@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from .pipeline.exposition import start_metrics_server
 from .pipeline.logs import RateLimitedWarnings, get_logger, own_exporter_logs
 from .pipeline.metrics import Metrics, multiprocess_enabled
 from .pipeline.recorder import Recorder
+from .pricing import Prices, parse_overrides
 from .semconv import DropReason
 from .spans.bridge import install as install_bridge
 from .spans.mapping import DEFAULT_TRACE_TIMEOUT
@@ -78,6 +79,7 @@ class Config:
     task_store: str | None = None
     task_store_retention_days: float = 7.0
     task_store_refresh: float = 15.0
+    prices: Any = None  # None: genai-prices alone; a mapping: overrides; False: no cost
     # What executions read, turned into `Settings` by configure().
     objectives: Any = None
     capture_content: bool = True
@@ -113,6 +115,10 @@ class Runtime:
         self.sampling: Sampling | None = None  # which executions' traces are kept
         self.tasks: TaskSink | None = None  # the task store's writer, with task_store=
         self.bridge: Any = None  # the span bridge, with span_metrics=True
+        # Model prices (genai-prices + overrides), None with prices=False: usage is not priced.
+        self.prices: Prices | None = None if config.prices is False else Prices(
+            parse_overrides(config.prices if isinstance(config.prices, dict | Mapping) else {})
+        )
         self.server: Any = None
         self.server_thread: threading.Thread | None = None
         self.generation = 0  # +1 in each forked child: executions of an older one are the parent's
@@ -198,6 +204,7 @@ class Runtime:
                 metrics.drop,
                 exemplars=metrics.exemplars,
                 version=None if version is None else metrics.name(version, "agent version"),
+                prices=self.prices,
                 trace_timeout=cfg.span_trace_timeout,
                 warn=warn.warn,
                 tasks=self.tasks,

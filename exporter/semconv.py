@@ -297,6 +297,94 @@ VERSION_TOKENS: Final = MetricSpec(
     "Tokens used, by agent version and type (input, output).",
 )  # fmt: skip
 
+# --------------------------------------------------------------------------- cost and models (issue 24)
+
+
+class LlmTokenType(StrEnum):
+    """`type` of `agent_llm_tokens_total`. CACHE_READ and CACHE_WRITE are parts of INPUT, REASONING
+    is part of OUTPUT: sum only input and output for a total."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    CACHE_READ = "cache_read"
+    CACHE_WRITE = "cache_write"
+    REASONING = "reasoning"
+
+
+class LlmOutcome(StrEnum):
+    """`outcome` of `agent_llm_calls_total`."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"  # the exception's type, status code or message says 429 / rate limit
+
+
+LABEL_PROVIDER: Final = "provider"  # gen_ai.provider.name (genai-prices' id when only the model was named)
+LABEL_MODEL: Final = "model"  # the model as the call named it
+
+# Cost of one execution in USD: a cent to $50, dense between 5 cents and $2 where most agent tasks sit.
+COST_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0,
+    3.0, 5.0, 10.0, 25.0, 50.0,
+)  # fmt: skip
+# One model call: 50 ms (a cached short answer) to 5 min (a long reasoning call).
+LLM_DURATION_BUCKETS: Final = (
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+LLM_TOKENS: Final = MetricSpec(
+    "agent_llm_tokens_total", "counter", (LABEL_AGENT, LABEL_PROVIDER, LABEL_MODEL, LABEL_TYPE),
+    "Model tokens by provider, model and type (input, output; cache_read and cache_write are parts of input, "
+    "reasoning is part of output).",
+)  # fmt: skip
+LLM_CALLS: Final = MetricSpec(
+    "agent_llm_calls_total", "counter", (LABEL_AGENT, LABEL_PROVIDER, LABEL_MODEL, LABEL_OUTCOME),
+    "Model calls by outcome (success, error, timeout, rate_limited).",
+)  # fmt: skip
+LLM_CALL_DURATION: Final = MetricSpec(
+    "agent_llm_call_duration_seconds", "histogram", (LABEL_AGENT, LABEL_PROVIDER, LABEL_MODEL),
+    "Latency of one model call.", LLM_DURATION_BUCKETS,
+)  # fmt: skip
+COST: Final = MetricSpec(
+    "agent_cost_usd_total", "counter", (LABEL_AGENT, LABEL_PROVIDER, LABEL_MODEL),
+    "Spend on model calls in US dollars, from genai-prices or configure(prices=).",
+)  # fmt: skip
+EXECUTION_COST: Final = MetricSpec(
+    "agent_execution_cost_usd", "histogram", (LABEL_AGENT, LABEL_TRIGGER),
+    "Model spend of one execution in US dollars (its priced usage).", COST_BUCKETS,
+)  # fmt: skip
+VERSION_COST: Final = MetricSpec(
+    "agent_version_cost_usd_total", "counter", (LABEL_AGENT, LABEL_VERSION),
+    "Spend on model calls in US dollars, by agent version.",
+)  # fmt: skip
+LLM_UNPRICED_TOKENS: Final = MetricSpec(
+    "agent_llm_unpriced_tokens_total", "counter", (LABEL_AGENT, LABEL_PROVIDER, LABEL_MODEL),
+    "Input plus output tokens of models with no known price (not in agent_cost_usd_total; never guessed).",
+)  # fmt: skip
+
+OBJECTIVE_DAILY_COST_USD: Final = "daily_cost_usd"  # no default: budgets are the agent's own
+
+SPAN_LLM_CALL: Final = "chat {model}"  # format with model=
+OPERATION_CHAT: Final = "chat"
+ATTR_GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+ATTR_GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+ATTR_GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+ATTR_GEN_AI_SYSTEM: Final = "gen_ai.system"  # the older name of gen_ai.provider.name (read only)
+ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+ATTR_GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+ATTR_TASK_COST_USD: Final = "task.cost.usd"  # a model call's, a step's or an execution's priced spend
+ATTR_TASK_UNPRICED_TOKENS: Final = "task.cost.unpriced_tokens"  # tokens of models with no known price
+
+COST_SPAN_ATTRIBUTES: Final = (
+    ATTR_GEN_AI_REQUEST_MODEL, ATTR_GEN_AI_RESPONSE_MODEL, ATTR_GEN_AI_PROVIDER_NAME,
+    ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS, ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS, ATTR_GEN_AI_USAGE_REASONING_TOKENS,
+    ATTR_TASK_COST_USD, ATTR_TASK_UNPRICED_TOKENS,
+)  # fmt: skip
+COST_ALERTS: Final = ("AgentCostSpike", "AgentDailyBudgetBurn", "AgentLLMErrorsHigh")
+
+
 METRICS: Final[tuple[MetricSpec, ...]] = (
     EXECUTIONS_STARTED, EXECUTIONS_FINISHED, EXECUTION_FAILURES, EXECUTION_DURATION,
     EXECUTION_EVALUATION_SCORE, EXECUTIONS_IN_PROGRESS, EXECUTIONS_PENDING, EXECUTION_PENDING_OLDEST,
@@ -305,6 +393,7 @@ METRICS: Final[tuple[MetricSpec, ...]] = (
     TASKS_WAITING, TASKS_WAITING_OLDEST,
     AGENT_INFO, VERSION_EXECUTIONS_FINISHED, VERSION_EXECUTION_DURATION, VERSION_EXECUTION_EVALUATION_SCORE,
     VERSION_TOOL_CALLS, VERSION_TOKENS,
+    LLM_TOKENS, LLM_CALLS, LLM_CALL_DURATION, COST, EXECUTION_COST, VERSION_COST, LLM_UNPRICED_TOKENS,
 )  # fmt: skip
 
 
@@ -398,7 +487,7 @@ SPAN_ATTRIBUTES: Final = (
     ATTR_ERROR_TYPE, ATTR_TASK_ID, ATTR_TASK_TRIGGER, ATTR_TASK_STATUS, ATTR_TASK_FAILURE_CAUSE,
     ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_TASK_SAMPLING_REASON, ATTR_STEP_NAME,
     ATTR_STEP_INDEX, ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,
-    ATTR_TASK_STEPS_TOTAL,
+    ATTR_TASK_STEPS_TOTAL, *COST_SPAN_ATTRIBUTES,
 )  # fmt: skip
 EVENT_ATTRIBUTES: Final = (
     ATTR_PENDING_REASON, ATTR_PENDING_SECONDS, ATTR_EVALUATION_NAME, ATTR_EVALUATION_SCORE_VALUE,
@@ -434,6 +523,7 @@ ALERTS: Final = (
     "AgentExporterDown",
     "AgentExecutionsAllFailing",
     "AgentLowVolumeFailures",
+    *COST_ALERTS,
 )
 SCRAPE_JOB: Final = "agent-exporter"  # the job name the shipped Prometheus configuration uses
 

@@ -29,6 +29,7 @@ PROVIDERS_FILE = PROVISIONING / "dashboards" / "dashboards.yml"
 
 PROMETHEUS_UIDS = {
     "agent-overview", "agent-completion-trends", "agent-runtime", "agent-evaluations", "agent-tools", "agent-versions",
+    "agent-cost",
 }  # fmt: skip
 TASKS_UID = "agent-tasks"  # SQL on the task store (tests/test_dashboards_tasks_live.py)
 EXPECTED_UIDS = PROMETHEUS_UIDS | {TASKS_UID}
@@ -37,7 +38,7 @@ DATASOURCE_UIDS = {
     "agent-tasks": "grafana-postgresql-datasource",
 }  # uid: type  # fmt: skip
 DASHBOARDS_MOUNT = "/var/lib/grafana/dashboards"  # where the compose stack mounts ./dashboards
-UNITS = {"percentunit", "s", "short", "opm", "none"}
+UNITS = {"percentunit", "s", "short", "currencyUSD", "opm", "none"}
 ALLOWED_WINDOWS = {"$__rate_interval"}
 AGGREGATION_WINDOW = "$" + build.AGGREGATION_VAR
 RANGE_WINDOW = "$__range"

@@ -122,7 +122,16 @@ class Workload:
         with run.step("extract", tool="llm") as step:
             with step.tool_call("llm"):
                 time.sleep(0.002 + 0.001 * (i % 7))
-            step.record_usage(input_tokens=400 + 10 * (i % 9), output_tokens=80 + i % 13)
+            # model calls (issue 24): three models, one with cache reads and writes, one unpriced,
+            # every sixth call rate-limited (i % 5: each agent uses every model)
+            model = ("gpt-4o", "claude-sonnet-4-5", "mystery-7b")[i % 5 % 3]
+            with contextlib.suppress(RuntimeError), step.llm_call(model) as call:
+                time.sleep(0.001)
+                if i % 6 == 4:
+                    raise RuntimeError("Error code: 429 - rate limit exceeded")
+                call.record_usage(input_tokens=400 + 10 * (i % 9), output_tokens=80 + i % 13,
+                                  cache_read_tokens=100 if model != "mystery-7b" else 0,
+                                  cache_write_tokens=50 if model == "claude-sonnet-4-5" else 0)  # fmt: skip
             # scores 0.70-0.99: some below the 0.9 objective (fail), most above (pass)
             step.evaluate("accuracy", score=0.70 + 0.03 * (i % 10))
         if i % 4 == 3:  # a human approval in the middle of the run, in-process

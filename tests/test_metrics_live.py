@@ -243,7 +243,9 @@ def _run_step(run: Any, s: StepPlan, fail_tool: str | None) -> None:
         for n, v in enumerate(s.scores):
             step.evaluate(f"criterion_{n}", score=v, explanation=f"score {v}")
         if any(s.tokens):
-            step.record_usage(input_tokens=s.tokens[0], output_tokens=s.tokens[1])
+            model = "gpt-4o" if s.tokens[0] >= 100 else "mystery-7b"  # priced, and one no price list knows
+            with step.llm_call(model) as call:  # the cost and model families have samples
+                call.record_usage(input_tokens=s.tokens[0], output_tokens=s.tokens[1])
         if s.branch:
             step.branch(selected=s.branch[0], not_selected=list(s.branch[1]), condition="amount > 1000", reason="rule")
         if s.review:

@@ -8,7 +8,7 @@ import exporter
 from exporter import testing
 from exporter.instrument import noop
 from exporter.instrument.execution import Execution
-from exporter.instrument.steps import Step, ToolCall
+from exporter.instrument.steps import LlmCall, Step, ToolCall
 
 
 def _public(obj: object) -> set[str]:
@@ -61,3 +61,16 @@ def test_removed_names_stay_removed():
     assert not any(hasattr(sc, n) for n in ("TERMINAL_STATUSES", "METRIC_NAMES", "LOG_KEYS"))
     assert not hasattr(content.CaptureReport(), "masked")
     assert not hasattr(metrics.Metrics, "family")
+
+
+def test_noop_llm_call_has_exactly_the_real_public_names():
+    """NoopLlmCall mirrors LlmCall, and an unconfigured model call records nothing and raises nothing."""
+    with testing.capture():
+        with exporter.execution("a") as run, run.step("s") as step, step.llm_call("gpt-4o") as call:
+            assert isinstance(call, LlmCall)
+            assert _public(call) == _public(noop.NOOP_LLM_CALL)
+    exporter.reset()
+    with exporter.execution("a") as run, run.step("s") as step, step.llm_call("gpt-4o") as call:
+        assert call is noop.NOOP_LLM_CALL
+        call.record_usage(10, 2, cache_read_tokens=1, model="gpt-4o")
+        step.record_usage(1, 2, cache_write_tokens=1, reasoning_tokens=1, model="m", provider="p")

@@ -21,6 +21,7 @@ from ..pipeline.exposition import start_metrics_server
 from ..pipeline.logs import RateLimitedWarnings, get_logger
 from ..pipeline.metrics import Metrics, exemplar_of
 from ..pipeline.recorder import Recorder
+from ..pricing import Prices
 from ..semconv import DropReason
 from ..spans.mapping import assemble
 from ..spans.waits import Waits
@@ -173,6 +174,7 @@ class IngestService:
         self.settings = s = settings
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.metrics = Metrics(self.registry, warnings=RateLimitedWarnings(min_level=log_level))
+        self.prices = Prices()  # model usage priced from genai-prices' offline snapshot, as in the library
         self.recorder = Recorder(self.metrics, get_logger(), log_level)
         self.tasks = TaskSink(s.task_store, self.metrics) if s.task_store else None
         self.recorder.tasks = self.tasks
@@ -309,7 +311,8 @@ class IngestService:
         for tid, spans in due:
             try:
                 hex_id = tid.hex()
-                self.waits.record(assemble(spans, trace_id=hex_id, exemplar=exemplar_of(hex_id) if exemplars else None))
+                exemplar = exemplar_of(hex_id) if exemplars else None
+                self.waits.record(assemble(spans, trace_id=hex_id, exemplar=exemplar, prices=self.prices))
             except Exception as exc:  # noqa: BLE001 - one bad trace must not stop the others
                 self.recorder.drop(DropReason.INTERNAL_ERROR, f"ingest could not assemble a trace: {exc!r}")
         return len(due)

@@ -65,6 +65,11 @@ _OPTIONAL: dict[str, Callable[[Any], bool]] = {
     "max_duration": lambda v: _number(v) and v > 0,
     "version": _text,  # the agent's version, when the execution had one
     "steps_total": lambda v: _count(v) and v > 0,  # the steps the execution declared, when it did
+    # Model spend so far (issue 24): priced USD, tokens of unpriced models, the cache parts of input.
+    "cost_usd": _number,
+    "unpriced_tokens": _count,
+    "tokens_cache_read": _count,
+    "tokens_cache_write": _count,
 }
 
 

@@ -121,6 +121,11 @@ class Execution(Lifecycle):
         self._score_n = 0
         self._tokens_in = 0
         self._tokens_out = 0
+        self._tokens_cr = 0  # cache read / write parts of _tokens_in
+        self._tokens_cw = 0
+        self._cost = 0.0  # USD of the priced usage
+        self._priced = False  # some usage was priced
+        self._unpriced = 0  # tokens of models with no known price
         self._resume = _resume
         self._sampling: Sampling | None = None  # set when this execution's spans are held
         self._flagged: str | None = None  # a step's reason to keep the trace (SamplingReason)
@@ -213,12 +218,30 @@ class Execution(Lifecycle):
             self.ref = self.ref._replace(exemplar=self.exemplar)
 
     def _end_attrs(self) -> dict[str, Any]:
-        """The attributes every part's span ends with: its status and the tokens used so far."""
-        return {
+        """The attributes every part's span ends with: its status, the tokens used and their cost so far."""
+        attrs: dict[str, Any] = {
             sc.ATTR_TASK_STATUS: self.status,
             sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS: self._tokens_in,
             sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS: self._tokens_out,
         }
+        if self._tokens_cr:
+            attrs[sc.ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS] = self._tokens_cr
+        if self._tokens_cw:
+            attrs[sc.ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS] = self._tokens_cw
+        cost = self.cost
+        if cost is not None:
+            attrs[sc.ATTR_TASK_COST_USD] = cost
+        if self._unpriced:
+            attrs[sc.ATTR_TASK_UNPRICED_TOKENS] = self._unpriced
+        return attrs
+
+    @property
+    def cost(self) -> float | None:
+        """USD of this execution's priced model usage so far; None when prices are off, or when it
+        used models and none of them has a price (`agent_llm_unpriced_tokens_total` counts those)."""
+        if self._state.prices is None or (self._unpriced and not self._priced):
+            return None
+        return self._cost
 
     def _end_span(self, status: str | None, cause: str | None, runtime: float, attrs: dict[str, Any]) -> bool | None:
         """End this part's span with `attrs` and the sampling decision: True if its trace is exported,
@@ -264,6 +287,12 @@ class Execution(Lifecycle):
         self._score_n = int(c.get("score_n", 0))
         self._tokens_in = int(c.get("tokens_in", 0))
         self._tokens_out = int(c.get("tokens_out", 0))
+        self._tokens_cr = int(c.get("tokens_cache_read", 0))
+        self._tokens_cw = int(c.get("tokens_cache_write", 0))
+        self._unpriced = int(c.get("unpriced_tokens", 0))
+        if "cost_usd" in c:
+            self._cost = float(c["cost_usd"])
+            self._priced = True
         reason = c.get("reason", PendingReason.APPROVAL.value)
         event: dict[str, Any] = {sc.ATTR_PENDING_REASON: reason}
         waited = None  # unknown when the carrier's suspended_at was damaged: not observed
@@ -324,7 +353,7 @@ class Execution(Lifecycle):
                 record_exception(span, exc)
             span.set_status(Status(StatusCode.ERROR, message or cause))
         kept = self._end_span(status, cause, runtime, attrs)
-        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message, kept))
+        rec.record(ExecutionFinished(self.ref, status, cause, runtime, mean, message, kept, self.cost))
 
     def _abort_open_steps(self, why: str) -> None:
         """Steps still open when the execution ends (a watchdog timeout, `end()` from elsewhere)
@@ -435,6 +464,7 @@ class Execution(Lifecycle):
                 max_duration=self.max_duration,
                 version=self.version,
                 steps_total=self.steps_total,
+                **self._usage_carried(),
             )
             self.status = sc.ExecutionStatus.PENDING.value
             self._span.add_event(sc.EVENT_PENDING, {sc.ATTR_PENDING_REASON: reason})
@@ -450,7 +480,24 @@ class Execution(Lifecycle):
             self._score_sum += score
             self._score_n += 1
 
-    def _add_tokens(self, tin: int, tout: int) -> None:
+    def _usage_carried(self) -> dict[str, Any]:
+        """The carrier's optional usage fields: only those with something in them."""
+        out: dict[str, Any] = {}
+        if self._priced:
+            out["cost_usd"] = self._cost
+        for key, n in (("unpriced_tokens", self._unpriced), ("tokens_cache_read", self._tokens_cr),
+                       ("tokens_cache_write", self._tokens_cw)):  # fmt: skip
+            if n:
+                out[key] = n
+        return out
+
+    def _add_usage(self, tin: int, tout: int, tcr: int, tcw: int, cost: float | None, unpriced: int) -> None:
         with self._lock:
             self._tokens_in += tin
             self._tokens_out += tout
+            self._tokens_cr += tcr
+            self._tokens_cw += tcw
+            if cost is not None:
+                self._cost += cost
+                self._priced = True
+            self._unpriced += unpriced

@@ -40,6 +40,28 @@ class NoopToolCall(_NoopContext):
     call_id: str | None = None
 
 
+class NoopLlmCall(_NoopContext):
+    """A model call that records nothing."""
+
+    __slots__ = ()
+    step: NoopStep
+    model = ""
+    provider: str | None = None
+
+    def record_usage(
+        self,
+        input_tokens: Any = 0,
+        output_tokens: Any = 0,
+        *,
+        cache_read_tokens: Any = 0,
+        cache_write_tokens: Any = 0,
+        reasoning_tokens: Any = 0,
+        model: Any = None,
+        provider: Any = None,
+    ) -> None:
+        return None
+
+
 class NoopStep(_NoopContext):
     """A step that records nothing."""
 
@@ -64,8 +86,21 @@ class NoopStep(_NoopContext):
     ) -> str | None:
         return None
 
-    def record_usage(self, input_tokens: Any = 0, output_tokens: Any = 0) -> None:
+    def record_usage(
+        self,
+        input_tokens: Any = 0,
+        output_tokens: Any = 0,
+        *,
+        cache_read_tokens: Any = 0,
+        cache_write_tokens: Any = 0,
+        reasoning_tokens: Any = 0,
+        model: Any = None,
+        provider: Any = None,
+    ) -> None:
         return None
+
+    def llm_call(self, model: Any, provider: Any = None) -> NoopLlmCall:
+        return NOOP_LLM_CALL
 
     def record_input(self, obj: Any) -> None:
         return None
@@ -103,6 +138,7 @@ class NoopExecution(_NoopContext):
     exemplar: dict[str, str] | None = None
     ref: Any = None
     ended = False
+    cost: float | None = None
 
     def step(self, name: Any, tool: Any = None) -> NoopStep:
         return NOOP_STEP
@@ -129,5 +165,7 @@ class NoopExecution(_NoopContext):
 NOOP_EXECUTION = NoopExecution()
 NOOP_STEP = NoopStep()
 NOOP_TOOL_CALL = NoopToolCall()
+NOOP_LLM_CALL = NoopLlmCall()
+NoopLlmCall.step = NOOP_STEP
 NoopStep.run = NOOP_EXECUTION
 NoopToolCall.step = NOOP_STEP

@@ -16,11 +16,19 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .. import _config
 from .. import semconv as sc
 from ..content import capture, clean_text
-from ..errors import tool_outcome_of
-from ..pipeline.events import BranchTaken, EvaluationRecorded, StepFinished, StepStarted, TokensUsed, ToolCallFinished
+from ..errors import llm_outcome_of, tool_outcome_of
+from ..pipeline.events import (
+    BranchTaken,
+    EvaluationRecorded,
+    LlmCallFinished,
+    StepFinished,
+    StepStarted,
+    TokensUsed,
+    ToolCallFinished,
+)
 from ..semconv import DropReason, SamplingReason
 from .lifecycle import PENDING, RUNNING
-from .noop import NOOP_TOOL_CALL, NoopToolCall
+from .noop import NOOP_LLM_CALL, NOOP_TOOL_CALL, NoopLlmCall, NoopToolCall
 from .recording import (
     FAILED,
     NEEDS_REVIEW,
@@ -45,7 +53,7 @@ class Step:
 
     __slots__ = (
         "run", "name", "tool", "index", "status", "_state", "_rec", "_span", "_ctx", "_tokens", "_t0",
-        "_dead", "_tin", "_tout", "_attrs", "__weakref__",
+        "_dead", "_tin", "_tout", "_attrs", "_tcr", "_tcw", "_cost", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, run: Execution, name: Any, tool: Any = None) -> None:
@@ -64,6 +72,9 @@ class Step:
         self._dead = False
         self._tin = 0
         self._tout = 0
+        self._tcr = 0  # cache read and cache write parts of `_tin`
+        self._tcw = 0
+        self._cost: float | None = None  # USD of this step's priced usage, once any was priced
         self._attrs: dict[str, Any] = {}
 
     def _alive(self, what: str) -> bool:
@@ -162,6 +173,12 @@ class Step:
         if self._tin or self._tout:
             attrs[sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS] = self._tin
             attrs[sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] = self._tout
+            if self._tcr:
+                attrs[sc.ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS] = self._tcr
+            if self._tcw:
+                attrs[sc.ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS] = self._tcw
+            if self._cost is not None:
+                attrs[sc.ATTR_TASK_COST_USD] = self._cost
         span.set_attributes(attrs)
         span.end()
         if self.status != PASSED and run._sampling is not None:  # the trace will be kept: link it now
@@ -242,21 +259,98 @@ class Step:
             internal_error(self._state, "evaluate()", exc)
             return None
 
-    def record_usage(self, input_tokens: Any = 0, output_tokens: Any = 0) -> None:
-        """Tokens this step spent (summed per step, per execution, and in `agent_tokens_total`)."""
+    def record_usage(
+        self,
+        input_tokens: Any = 0,
+        output_tokens: Any = 0,
+        *,
+        cache_read_tokens: Any = 0,
+        cache_write_tokens: Any = 0,
+        reasoning_tokens: Any = 0,
+        model: Any = None,
+        provider: Any = None,
+    ) -> None:
+        """Tokens this step spent, and what they cost (summed per step, per execution, in the metrics).
+
+        `input_tokens` counts every input token, the cache read and cache write parts included;
+        `reasoning_tokens` is part of `output_tokens` (the OpenTelemetry GenAI and OpenAI
+        definitions). Anthropic reports input without the cache: pass
+        `input_tokens=input + cache_read + cache_write`. Cache parts larger than the input (or
+        reasoning larger than the output) are taken as that style, added, and counted as
+        `invalid_usage`. With `model`, the usage is priced (genai-prices, `configure(prices=)`);
+        without a price it is counted unpriced. For tiered prices, one call per model request.
+        """
         try:
             if not self._alive("record_usage()"):
                 return
-            run = self.run
-            tin = clean_count(self._state, input_tokens, "input_tokens")
-            tout = clean_count(self._state, output_tokens, "output_tokens")
-            if tin or tout:
-                self._rec.record(TokensUsed(run.ref, self.name, tin, tout))
-            self._tin += tin
-            self._tout += tout
-            run._add_tokens(tin, tout)
+            self._usage(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                        model, provider)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "record_usage()", exc)
+
+    def _usage(
+        self, input_tokens: Any, output_tokens: Any, cache_read: Any, cache_write: Any, reasoning: Any,
+        model: Any, provider: Any,
+    ) -> tuple[int, int, int, int, int, str | None, str | None, float | None]:  # fmt: skip
+        """Clean, price and record one usage; what it recorded (for a model call's span)."""
+        st = self._state
+        tin = clean_count(st, input_tokens, "input_tokens")
+        tout = clean_count(st, output_tokens, "output_tokens")
+        tcr = clean_count(st, cache_read, "cache_read_tokens") if cache_read else 0
+        tcw = clean_count(st, cache_write, "cache_write_tokens") if cache_write else 0
+        trs = clean_count(st, reasoning, "reasoning_tokens") if reasoning else 0
+        if tcr + tcw > tin:
+            st.drop(
+                DropReason.INVALID_USAGE,
+                f"cache_read_tokens + cache_write_tokens ({tcr} + {tcw}) exceed input_tokens ({tin}): taken as "
+                "input without the cache (Anthropic style) and added to it; pass input_tokens with the cache included",
+            )
+            tin += tcr + tcw
+        if trs > tout:
+            st.drop(
+                DropReason.INVALID_USAGE,
+                f"reasoning_tokens ({trs}) exceed output_tokens ({tout}): taken as output without reasoning and "
+                "added to it; pass output_tokens with reasoning included",
+            )
+            tout += trs
+        rec = self._rec
+        model_name = rec.name(model, "model") if model is not None else None
+        provider_name = rec.name(provider, "provider") if provider is not None else None
+        cost: float | None = None
+        unpriced = False
+        prices = st.prices
+        if prices is not None and (tin or tout):
+            price = prices.price(provider_name, model_name)
+            if price is None:
+                unpriced = True
+            else:
+                cost = price.cost(tin, tout, tcr, tcw)
+                if provider_name is None:
+                    provider_name = price.provider
+        run = self.run
+        if tin or tout:
+            rec.record(TokensUsed(run.ref, self.name, tin, tout, tcr, tcw, trs, provider_name, model_name, cost,
+                                  unpriced))  # fmt: skip
+        self._tin += tin
+        self._tout += tout
+        self._tcr += tcr
+        self._tcw += tcw
+        if cost is not None:
+            self._cost = cost + (self._cost or 0.0)
+        run._add_usage(tin, tout, tcr, tcw, cost, tin + tout if unpriced else 0)
+        return tin, tout, tcr, tcw, trs, provider_name, model_name, cost
+
+    def llm_call(self, model: Any, provider: Any = None) -> LlmCall | NoopLlmCall:
+        """A context manager (sync and async) for one model call: a `chat {model}` child span, its
+        latency and outcome (success, error, timeout, rate_limited) in the metrics; report its
+        usage with `call.record_usage(...)`."""
+        try:
+            if not self._alive("llm_call()"):
+                return NOOP_LLM_CALL
+            return LlmCall(self, model, provider)
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self._state, "llm_call()", exc)
+            return NOOP_LLM_CALL
 
     def record_input(self, obj: Any) -> None:
         """Capture the step's input on its span (masked, redacted, truncated; off if disabled)."""
@@ -403,6 +497,122 @@ class ToolCall:
         return False
 
     async def __aenter__(self) -> ToolCall:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+
+class LlmCall:
+    """One call to a model: a `chat {model}` grandchild span (GenAI attributes), a count by outcome
+    and a latency; `record_usage()` prices its tokens like the step's."""
+
+    __slots__ = ("step", "model", "provider", "_state", "_rec", "_span", "_t0", "_token", "_attrs", "_ended")
+
+    def __init__(self, step: Step, model: Any, provider: Any) -> None:
+        self.step = step
+        self._state = step._state
+        self._rec = rec = step._rec
+        self.model: str = rec.name(model, "model")
+        self.provider: str | None = rec.name(provider, "provider") if provider is not None else None
+        prices = self._state.prices
+        if self.provider is None and prices is not None:  # the price list's provider for the model, if any
+            price = prices.price(None, self.model)
+            self.provider = price.provider if price is not None else None
+        self._span: Any = None
+        self._t0 = 0.0
+        self._token: Any = None
+        self._attrs: dict[str, Any] = {}
+        self._ended = False
+
+    def __enter__(self) -> LlmCall:
+        try:
+            step = self.step
+            attrs: dict[str, Any] = {
+                sc.ATTR_GEN_AI_OPERATION_NAME: sc.OPERATION_CHAT,
+                sc.ATTR_GEN_AI_REQUEST_MODEL: self.model,
+            }
+            if self.provider is not None:
+                attrs[sc.ATTR_GEN_AI_PROVIDER_NAME] = self.provider
+            self._span = self._state.tracing.tracer.start_span(
+                sc.SPAN_LLM_CALL.format(model=self.model), context=step._ctx, kind=SpanKind.CLIENT, attributes=attrs
+            )
+            self._token = otel_context.attach(trace.set_span_in_context(self._span, step._ctx))
+            self._t0 = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self._state, "llm_call enter", exc)
+        return self
+
+    def record_usage(
+        self,
+        input_tokens: Any = 0,
+        output_tokens: Any = 0,
+        *,
+        cache_read_tokens: Any = 0,
+        cache_write_tokens: Any = 0,
+        reasoning_tokens: Any = 0,
+        model: Any = None,
+        provider: Any = None,
+    ) -> None:
+        """This call's usage, as `Step.record_usage` (model and provider default to the call's;
+        `model` here is the model that answered, `gen_ai.response.model`)."""
+        try:
+            if self._span is None or self._ended or not self.step._alive("llm_call record_usage()"):
+                return
+            tin, tout, tcr, tcw, trs, prov, mod, cost = self.step._usage(
+                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                model if model is not None else self.model, provider if provider is not None else self.provider,
+            )  # fmt: skip
+            a = self._attrs
+            a[sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS] = a.get(sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS, 0) + tin
+            a[sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] = a.get(sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, 0) + tout
+            for key, n in ((sc.ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS, tcr), (sc.ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS,
+                           tcw), (sc.ATTR_GEN_AI_USAGE_REASONING_TOKENS, trs)):  # fmt: skip
+                if n:
+                    a[key] = a.get(key, 0) + n
+            if mod is not None and mod != self.model:
+                a[sc.ATTR_GEN_AI_RESPONSE_MODEL] = mod
+            if prov is not None:
+                if self.provider is None:
+                    self.provider = prov  # the price list's provider, when the call named none
+                a[sc.ATTR_GEN_AI_PROVIDER_NAME] = prov
+            if cost is not None:
+                a[sc.ATTR_TASK_COST_USD] = a.get(sc.ATTR_TASK_COST_USD, 0.0) + cost
+            elif tin or tout:
+                if self._state.prices is not None:
+                    a[sc.ATTR_TASK_UNPRICED_TOKENS] = a.get(sc.ATTR_TASK_UNPRICED_TOKENS, 0) + tin + tout
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self._state, "llm_call record_usage()", exc)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        span = self._span
+        if span is None or self._ended:
+            return False
+        self._ended = True
+        try:
+            dur = time.perf_counter() - self._t0
+            run = self.step.run
+            outcome = llm_outcome_of(exc).value
+            attrs = self._attrs
+            if exc is not None:
+                record_exception(span, exc)
+                attrs[sc.ATTR_ERROR_TYPE] = type(exc).__qualname__
+                span.set_status(Status(StatusCode.ERROR, exc_text(exc)))
+            if attrs:
+                span.set_attributes(attrs)
+            span.end()
+            if run.ended:  # the execution ended first (a timeout): the call is not counted
+                self._state.drop(DropReason.USE_AFTER_END, f"model call {self.model!r} ended after its execution")
+                return False
+            self._rec.record(LlmCallFinished(run.ref, self.provider, self.model, outcome, dur))
+        except Exception as err:  # noqa: BLE001
+            internal_error(self._state, "llm_call exit", err)
+        finally:
+            token, self._token = self._token, None
+            restore_context(None, None, token)
+        return False
+
+    async def __aenter__(self) -> LlmCall:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:

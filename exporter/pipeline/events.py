@@ -80,6 +80,8 @@ class ExecutionFinished(NamedTuple):
     # exported (True), dropped by sampling (False); None: the library exports no trace (none
     # configured, or another tool's spans, exported by that tool)
     trace_kept: bool | None = None
+    # USD of its priced model usage; None when prices are off, or it had usage and none was priced
+    cost: float | None = None
 
 
 class StepStarted(NamedTuple):
@@ -114,10 +116,29 @@ class EvaluationRecorded(NamedTuple):
 
 
 class TokensUsed(NamedTuple):
+    """Model usage: `input` includes the cache parts, `output` the reasoning part."""
+
     ref: ExecutionRef
     step: str
     input: int
     output: int
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    provider: str | None = None  # cleaned, not capped; None: unknown
+    model: str | None = None
+    cost: float | None = None  # USD; None: prices off, or the model has no price (then `unpriced`)
+    unpriced: bool = False  # prices are on and this model has none: counted, never guessed
+
+
+class LlmCallFinished(NamedTuple):
+    """One model call ended (`step.llm_call()`, or a framework's model-call span)."""
+
+    ref: ExecutionRef
+    provider: str | None
+    model: str | None
+    outcome: str  # LlmOutcome
+    duration: float
 
 
 class BranchTaken(NamedTuple):
@@ -131,6 +152,7 @@ class BranchTaken(NamedTuple):
 Event = (
     ExecutionStarted | ExecutionRunning | ExecutionWaiting | ExecutionResumed | ExecutionSuspended
     | ExecutionFinished | StepStarted | StepFinished | ToolCallFinished | EvaluationRecorded | TokensUsed | BranchTaken
+    | LlmCallFinished
 )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from .events import (
     ExecutionStarted,
     ExecutionSuspended,
     ExecutionWaiting,
+    LlmCallFinished,
     StepFinished,
     StepStarted,
     TokensUsed,
@@ -35,6 +36,9 @@ from .metrics import Metrics
 
 _FAILED = sc.ExecutionStatus.FAILED.value
 _INPUT, _OUTPUT = TokenType.INPUT.value, TokenType.OUTPUT.value
+_CACHE_READ, _CACHE_WRITE = sc.LlmTokenType.CACHE_READ.value, sc.LlmTokenType.CACHE_WRITE.value
+_REASONING = sc.LlmTokenType.REASONING.value
+_UNKNOWN = sc.UNKNOWN_LABEL_VALUE
 
 
 class Recorder:
@@ -60,6 +64,7 @@ class Recorder:
             EvaluationRecorded: self._evaluation,
             TokensUsed: self._tokens,
             BranchTaken: self._branch,
+            LlmCallFinished: self._llm_call,
         }
         # Log events, only for the types that log at the configured level (no call otherwise).
         logs: dict[type, tuple[int, Callable[[Any], None]]] = {
@@ -199,6 +204,8 @@ class Recorder:
             m.child(sc.VERSION_EXECUTION_EVALUATION_SCORE, agent, version).observe(e.score, ex)
         if e.status == _FAILED:
             m.child(sc.EXECUTION_FAILURES, agent, trigger, e.cause or sc.FailureCause.ERROR.value).inc(exemplar=ex)
+        if e.cost is not None:
+            m.child(sc.EXECUTION_COST, agent, trigger).observe(e.cost, ex)
 
     def _log_finished(self, e: ExecutionFinished) -> None:
         if e.status == _FAILED:
@@ -264,6 +271,32 @@ class Recorder:
         if e.output:
             m.child(sc.TOKENS, agent, step, _OUTPUT).inc(e.output)
             m.child(sc.VERSION_TOKENS, agent, version, _OUTPUT).inc(e.output)
+        # By provider and model, and what it cost.
+        provider = m.label(agent, "provider", e.provider or _UNKNOWN)
+        model = m.label(agent, "model", e.model or _UNKNOWN)
+        if e.input:
+            m.child(sc.LLM_TOKENS, agent, provider, model, _INPUT).inc(e.input)
+        if e.output:
+            m.child(sc.LLM_TOKENS, agent, provider, model, _OUTPUT).inc(e.output)
+        if e.cache_read:
+            m.child(sc.LLM_TOKENS, agent, provider, model, _CACHE_READ).inc(e.cache_read)
+        if e.cache_write:
+            m.child(sc.LLM_TOKENS, agent, provider, model, _CACHE_WRITE).inc(e.cache_write)
+        if e.reasoning:
+            m.child(sc.LLM_TOKENS, agent, provider, model, _REASONING).inc(e.reasoning)
+        if e.cost is not None:
+            m.child(sc.COST, agent, provider, model).inc(e.cost)
+            m.child(sc.VERSION_COST, agent, version).inc(e.cost)
+        elif e.unpriced:
+            m.child(sc.LLM_UNPRICED_TOKENS, agent, provider, model).inc(e.input + e.output)
+
+    def _llm_call(self, e: LlmCallFinished) -> None:
+        m, ref = self.metrics, e.ref
+        agent = self._agent(ref)
+        provider = m.label(agent, "provider", e.provider or _UNKNOWN)
+        model = m.label(agent, "model", e.model or _UNKNOWN)
+        m.child(sc.LLM_CALLS, agent, provider, model, e.outcome).inc()
+        m.child(sc.LLM_CALL_DURATION, agent, provider, model).observe(e.duration, ref.exemplar)
 
     def _branch(self, e: BranchTaken) -> None:
         m = self.metrics

@@ -45,6 +45,7 @@ from ..instrument.recording import current_execution_var, current_step_var
 from ..pipeline.events import EventSink
 from ..pipeline.logs import RateLimitedWarnings
 from ..pipeline.metrics import exemplar_of
+from ..pricing import Prices
 from ..semconv import DropReason
 from ..traces.export import TracingSetup, _global_provider
 from ..traces.sampling import dropped
@@ -110,6 +111,7 @@ class SpanBridge(SpanProcessor):
         *,
         exemplars: bool = True,
         version: str | None = None,
+        prices: Prices | None = None,
         max_open_spans: int = DEFAULT_MAX_OPEN_SPANS,
         max_traces: int = DEFAULT_MAX_TRACES,
         max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE,
@@ -129,6 +131,7 @@ class SpanBridge(SpanProcessor):
         self._warn = warn if warn is not None else _warner(drop)
         self._exemplars = exemplars
         self._version = version  # configure(agent_version=): for framework runs whose spans name none
+        self._prices = prices  # model prices (None: cost off)
         self._max_open = max_open_spans
         self._max_traces = max_traces
         self._max_spans = max_spans_per_trace
@@ -395,6 +398,7 @@ class SpanBridge(SpanProcessor):
             natives=trace.natives,
             task=trace.task,
             version=self._version,
+            prices=self._prices,
         )
         self.waits.record(events, trace.holds)
 
@@ -431,6 +435,7 @@ def install(
     *,
     exemplars: bool,
     version: str | None = None,
+    prices: Prices | None = None,
     trace_timeout: float = DEFAULT_TRACE_TIMEOUT,
     warn: Warn | None = None,
     provider_grace: float = DEFAULT_PROVIDER_GRACE,
@@ -440,7 +445,7 @@ def install(
     """Add a bridge to the providers that make framework spans: the one the library's spans come
     from, the application's global one (now, when `tick()` or the library's first span sees it set)."""
     bridge = SpanBridge(
-        sink, drop, exemplars=exemplars, version=version, trace_timeout=trace_timeout,
+        sink, drop, exemplars=exemplars, version=version, prices=prices, trace_timeout=trace_timeout,
         provider_grace=provider_grace, own_provider=setup.own_provider, warn=warn, clock=clock, tasks=tasks,
     )  # fmt: skip
     bridge.install_hooks()

@@ -11,7 +11,9 @@ small while a trace is assembled), then a finished subtree becomes events:
   OpenLLMetry `execute_task`), else inference spans (GenAI `chat` & co., OpenInference LLM).
 - **tool calls**: GenAI `execute_tool`, OpenInference TOOL; outcome from status / `error.type`.
 - **tokens**: on inference spans only (`gen_ai.usage.*`, `llm.token_count.*`), never the agent's
-  aggregated totals, so nothing is counted twice.
+  aggregated totals, so nothing is counted twice; with the model, provider and the cache read /
+  write and reasoning parts (GenAI and OpenInference names), priced like the native API's
+  (`prices`), and each inference span counted as a model call with its latency and outcome.
 - **evaluations**: `gen_ai.evaluation.result` span events.
 - **failure**: the execution span ERROR, or any agent / chain / node span below it ERROR (the
   OpenAI Agents SDK instrumentors leave the root OK when the run failed); the cause from the
@@ -40,11 +42,13 @@ from ..pipeline.events import (
     ExecutionRef,
     ExecutionStarted,
     ExecutionSuspended,
+    LlmCallFinished,
     StepFinished,
     TokensUsed,
     ToolCallFinished,
 )
-from ..semconv import FailureCause, PendingReason, ToolOutcome
+from ..pricing import Prices
+from ..semconv import FailureCause, LlmOutcome, PendingReason, ToolOutcome
 
 OWN_SCOPE = "agent_exporter"  # the instrumentation scope of the library's own spans
 # Seconds a trace that cannot complete is held, in the span bridge (idle, its local root never
@@ -71,6 +75,19 @@ _WAITING = frozenset({sc.TASK_STATUS_WAITING, sc.ExecutionStatus.PENDING.value})
 _REASONS = frozenset(r.value for r in PendingReason)
 _MAX_DEFERRED = 1_000_000  # characters of a `final_result` parsed to find deferred tool calls
 _MAX_VERSION = 100  # characters of a version read from a span, as of any name the library records
+_MAX_NAME = 100  # characters of a model or provider name read from a span
+
+# Model-call attributes, first found wins: the GenAI conventions (and their older names), OpenInference.
+_MODEL_KEYS = (sc.ATTR_GEN_AI_REQUEST_MODEL, sc.ATTR_GEN_AI_RESPONSE_MODEL, "llm.model_name")
+_PROVIDER_KEYS = (sc.ATTR_GEN_AI_PROVIDER_NAME, sc.ATTR_GEN_AI_SYSTEM, "llm.provider", "llm.system")
+_CACHE_READ_KEYS = (sc.ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS, "gen_ai.usage.cache_read_input_tokens",
+                    "llm.token_count.prompt_details.cache_read")  # fmt: skip
+_CACHE_WRITE_KEYS = (
+    sc.ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS, "gen_ai.usage.cache_write.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens", "llm.token_count.prompt_details.cache_write",
+)  # fmt: skip
+_REASONING_KEYS = (sc.ATTR_GEN_AI_USAGE_REASONING_TOKENS, "gen_ai.usage.reasoning_tokens",
+                   "llm.token_count.completion_details.reasoning")  # fmt: skip
 
 
 class SpanSummary(NamedTuple):
@@ -92,6 +109,12 @@ class SpanSummary(NamedTuple):
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
     version: str | None = None  # gen_ai.agent.version, on an agent / chain span
     waiting: str | None = None  # the pending reason when the span says its run stopped to wait
+    # On inference spans: the model and provider, and the parts of tokens_in / tokens_out.
+    model: str | None = None
+    provider: str | None = None
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
 
 
 def _int(v: Any) -> int:
@@ -100,6 +123,22 @@ def _int(v: Any) -> int:
 
 def _str(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
+
+
+def _first_int(get: Any, keys: tuple[str, ...]) -> int:
+    for k in keys:
+        n = _int(get(k))
+        if n:
+            return n
+    return 0
+
+
+def _first_str(get: Any, keys: tuple[str, ...]) -> str | None:
+    for k in keys:
+        v = _str(get(k))
+        if v is not None:
+            return v[:_MAX_NAME]
+    return None
 
 
 def _langgraph_node(attrs: Mapping[str, Any]) -> bool:
@@ -155,11 +194,16 @@ def summarize(
         waiting = PendingReason.APPROVAL.value  # LangGraph's interrupt(): not an error
     elif status_error or error_type:
         error = _str(error_type) or _exception_type(events) or status_description or "error"
-    tin = tout = 0
-    tool = agent = trigger = task_id = version = None
+    tin = tout = cache_read = cache_write = reasoning = 0
+    tool = agent = trigger = task_id = version = model = provider = None
     if role == LLM:
         tin = _int(get(sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS)) or _int(get("llm.token_count.prompt"))
         tout = _int(get(sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS)) or _int(get("llm.token_count.completion"))
+        model = _first_str(get, _MODEL_KEYS)
+        provider = _first_str(get, _PROVIDER_KEYS)
+        cache_read = _first_int(get, _CACHE_READ_KEYS)
+        cache_write = _first_int(get, _CACHE_WRITE_KEYS)
+        reasoning = _first_int(get, _REASONING_KEYS)
     elif role == TOOL:
         tool = _str(get(sc.ATTR_GEN_AI_TOOL_NAME)) or _str(get("tool.name")) or name
     elif role == NODE:
@@ -203,6 +247,11 @@ def summarize(
         evaluations,
         version,
         waiting,
+        model,
+        provider,
+        cache_read,
+        cache_write,
+        reasoning,
     )
 
 
@@ -301,18 +350,20 @@ def assemble(
     natives: Mapping[int, Native] | None = None,
     task: Mapping[int, tuple[str | None, str | None]] | None = None,
     version: str | None = None,
+    prices: Prices | None = None,
 ) -> list[Event]:
     """The events of a finished subtree of one trace.
 
     `natives` maps the library's own execution/step span ids to their identity, so framework
     spans under them fill the native execution instead of counting a new one; `task` maps span
     ids to (trigger, task id) given by `exporter.task()` when the span started; `version` is the
-    agent version of executions whose span carries no `gen_ai.agent.version` (the process default).
+    agent version of executions whose span carries no `gen_ai.agent.version` (the process default);
+    `prices` prices model usage (None: cost off).
     """
     tree = Subtree(spans)
     out: list[Event] = []
     for root in tree.roots():
-        _visit(tree, root, None, out, trace_id, exemplar, natives or {}, task or {}, version)
+        _visit(tree, root, None, out, trace_id, exemplar, natives or {}, task or {}, version, prices)
     return out
 
 
@@ -326,6 +377,7 @@ def _visit(
     natives: Mapping[int, Native],
     task: Mapping[int, tuple[str | None, str | None]],
     version: str | None,
+    prices: Prices | None = None,
 ) -> None:
     """Find executions (framework agent spans, or native ones) from `span` down."""
     found = natives.get(span.span_id)
@@ -335,13 +387,13 @@ def _visit(
         # Framework spans inside a native execution: its steps, tools and tokens, no new execution.
         inside = found or native
         assert inside is not None
-        _contents(tree, span, inside.ref, inside.step, out)
+        _contents(tree, span, inside.ref, inside.step, out, prices)
         return
     elif span.role in (AGENT, CHAIN):
-        _execution(tree, span, out, trace_id, exemplar, task, version)
+        _execution(tree, span, out, trace_id, exemplar, task, version, prices)
         return
     for child in tree.children.get(span.span_id, ()):
-        _visit(tree, child, native, out, trace_id, exemplar, natives, task, version)
+        _visit(tree, child, native, out, trace_id, exemplar, natives, task, version, prices)
 
 
 def _execution(
@@ -352,6 +404,7 @@ def _execution(
     exemplar: Mapping[str, str] | None,
     task: Mapping[int, tuple[str | None, str | None]],
     version: str | None,
+    prices: Prices | None = None,
 ) -> None:
     given = task.get(root.span_id, (None, None))
     span_hex = format(root.span_id, "016x")
@@ -360,7 +413,7 @@ def _execution(
     agent = root.agent or _agent_below(tree, root) or root.name
     ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar, root.version or version)
     out.append(ExecutionStarted(ref))
-    found = _contents(tree, root, ref, None, out)
+    found = _contents(tree, root, ref, None, out, prices)
     runtime = max(0.0, (root.end_ns - root.start_ns) / 1e9)
     waiting = root.waiting or found.waiting
     if waiting is not None and not root.error:
@@ -376,7 +429,8 @@ def _execution(
         message = (failed.error or "")[:1000] or None
     scores = found.scores
     score = sum(scores) / len(scores) if scores else None
-    out.append(ExecutionFinished(ref, status, cause, runtime, score, message))
+    cost = None if prices is None or (found.unpriced and not found.priced) else found.cost
+    out.append(ExecutionFinished(ref, status, cause, runtime, score, message, None, cost))
 
 
 def _agent_below(tree: Subtree, root: SpanSummary) -> str | None:
@@ -401,10 +455,54 @@ class _Found(NamedTuple):
     scores: list[float]
     failed: SpanSummary | None  # an errored agent / chain / node span below `top`
     waiting: str | None  # a span below `top` says the run stopped to wait (a LangGraph interrupt)
+    cost: float = 0.0  # USD of the priced model usage
+    priced: bool = False  # some usage was priced
+    unpriced: bool = False  # some usage had no price
 
 
-def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str | None, out: list[Event]) -> _Found:
-    """Steps, tool calls, tokens and evaluations at and below `top`, in one walk."""
+def _llm_outcome(error: str | None) -> str:
+    """A model-call span's outcome from its error (type or description), as `errors.llm_outcome_of`."""
+    if error is None:
+        return LlmOutcome.SUCCESS.value
+    e = error.lower()
+    if any(w in e for w in ("ratelimit", "rate limit", "rate_limit", "429", "too many requests")):
+        return LlmOutcome.RATE_LIMITED.value
+    if "timeout" in e or "timed out" in e:
+        return LlmOutcome.TIMEOUT.value
+    return LlmOutcome.ERROR.value
+
+
+def _usage(r: ExecutionRef, step: str, s: SpanSummary, prices: Prices | None) -> TokensUsed:
+    """One inference span's usage, priced. Its input includes the cache parts (GenAI, OpenInference)."""
+    tin, tout = s.tokens_in, s.tokens_out
+    if s.cache_read + s.cache_write > tin:  # input reported without the cache: not the conventions', taken as such
+        tin += s.cache_read + s.cache_write
+    if s.reasoning > tout:
+        tout += s.reasoning
+    cost = None
+    provider = s.provider
+    unpriced = False
+    if prices is not None:
+        price = prices.price(provider, s.model)
+        if price is None:
+            unpriced = True
+        else:
+            cost = price.cost(tin, tout, s.cache_read, s.cache_write)
+            provider = provider or price.provider
+    return TokensUsed(r, step, tin, tout, s.cache_read, s.cache_write, s.reasoning, provider, s.model, cost, unpriced)
+
+
+def _contents(
+    tree: Subtree,
+    top: SpanSummary,
+    r: ExecutionRef,
+    native_step: str | None,
+    out: list[Event],
+    prices: Prices | None = None,
+) -> _Found:
+    """Steps, tool calls, tokens, model calls and evaluations at and below `top`, in one walk."""
+    cost = 0.0
+    priced = unpriced = False
     scores: list[float] = []
     failed: SpanSummary | None = None
     waiting: str | None = None
@@ -426,8 +524,21 @@ def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str
             if s.error:
                 outcome = ToolOutcome.TIMEOUT.value if "timeout" in s.error.lower() else ToolOutcome.ERROR.value
             out.append(ToolCallFinished(r, s.tool, outcome, max(0.0, (s.end_ns - s.start_ns) / 1e9)))
-        elif s.tokens_in or s.tokens_out:
-            out.append(TokensUsed(r, step or s.name, s.tokens_in, s.tokens_out))
+        elif role == LLM:
+            provider = s.provider
+            if provider is None and prices is not None:  # the price list's provider for the model, if any
+                price = prices.price(None, s.model)
+                provider = price.provider if price is not None else None
+            if s.tokens_in or s.tokens_out:
+                used = _usage(r, step or s.name, s, prices)
+                out.append(used)
+                provider = used.provider
+                if used.cost is not None:
+                    cost += used.cost
+                    priced = True
+                unpriced = unpriced or used.unpriced
+            dur = max(0.0, (s.end_ns - s.start_ns) / 1e9)
+            out.append(LlmCallFinished(r, provider, s.model, _llm_outcome(s.error), dur))
         elif failed is None and s.error and role in _STRUCTURE and s is not top:
             failed = s
         if s.waiting is not None and waiting is None:
@@ -437,4 +548,4 @@ def _contents(tree: Subtree, top: SpanSummary, r: ExecutionRef, native_step: str
             out.append(EvaluationRecorded(r, step or "execution", name, result, value))
             if value is not None:
                 scores.append(value)
-    return _Found(scores, failed, waiting)
+    return _Found(scores, failed, waiting, cost, priced, unpriced)
