@@ -39,6 +39,42 @@ _INPUT, _OUTPUT = TokenType.INPUT.value, TokenType.OUTPUT.value
 _CACHE_READ, _CACHE_WRITE = sc.LlmTokenType.CACHE_READ.value, sc.LlmTokenType.CACHE_WRITE.value
 _REASONING = sc.LlmTokenType.REASONING.value
 _UNKNOWN = sc.UNKNOWN_LABEL_VALUE
+_MAX_USAGE_KEYS = 4096  # usage label combinations remembered (a stream of new ones is not)
+
+
+class _Usage:
+    """One usage key's labels, resolved through the guard once, and its series, each made on its first
+    use (a series made before it is used would show a zero that was never measured)."""
+
+    __slots__ = ("labels", "series")
+
+    def __init__(self, labels: tuple[str, str, str, str, str]) -> None:
+        self.labels = labels  # agent, step, version, provider, model
+        self.series: list[Any] = [None] * len(_USAGE_SERIES)
+
+    def make(self, m: Metrics, i: int) -> Any:
+        spec, pick, extra = _USAGE_SERIES[i]
+        child = m.child(spec, *(self.labels[j] for j in pick), *extra)
+        self.series[i] = child
+        return child
+
+
+# The series a usage event updates: (family, which of the five labels, the fixed label after them).
+_A, _S, _V, _P, _M = range(5)
+_USAGE_SERIES: tuple[tuple[sc.MetricSpec, tuple[int, ...], tuple[str, ...]], ...] = (
+    (sc.TOKENS, (_A, _S), (_INPUT,)),
+    (sc.TOKENS, (_A, _S), (_OUTPUT,)),
+    (sc.VERSION_TOKENS, (_A, _V), (_INPUT,)),
+    (sc.VERSION_TOKENS, (_A, _V), (_OUTPUT,)),
+    (sc.LLM_TOKENS, (_A, _P, _M), (_INPUT,)),
+    (sc.LLM_TOKENS, (_A, _P, _M), (_OUTPUT,)),
+    (sc.LLM_TOKENS, (_A, _P, _M), (_CACHE_READ,)),
+    (sc.LLM_TOKENS, (_A, _P, _M), (_CACHE_WRITE,)),
+    (sc.LLM_TOKENS, (_A, _P, _M), (_REASONING,)),
+    (sc.COST, (_A, _P, _M), ()),
+    (sc.VERSION_COST, (_A, _V), ()),
+    (sc.LLM_UNPRICED_TOKENS, (_A, _P, _M), ()),
+)
 
 
 class Recorder:
@@ -51,6 +87,7 @@ class Recorder:
         self.log_level = log_level
         # A third consumer (the task store) that sees every event after the metrics; None: off.
         self.tasks: EventSink | None = None
+        self._usage: dict[tuple[Any, ...], _Usage] = {}  # see _usage_of
         self._metrics: dict[type, Callable[[Any], None]] = {
             ExecutionStarted: self._started,
             ExecutionRunning: self._running,
@@ -261,34 +298,52 @@ class Recorder:
             m.child(sc.STEP_EVALUATION_SCORE, agent, step).observe(e.score, ref.exemplar)
 
     def _tokens(self, e: TokensUsed) -> None:
+        ref = e.ref
+        u = self._usage.get((ref.agent, ref.version, e.step, e.provider, e.model))
+        if u is None:
+            u = self._usage_of(e)
+        s, m = u.series, self.metrics
+        if e.input:
+            n = e.input
+            (s[0] or u.make(m, 0)).inc(n)
+            (s[2] or u.make(m, 2)).inc(n)
+            (s[4] or u.make(m, 4)).inc(n)
+        if e.output:
+            n = e.output
+            (s[1] or u.make(m, 1)).inc(n)
+            (s[3] or u.make(m, 3)).inc(n)
+            (s[5] or u.make(m, 5)).inc(n)
+        if e.cache_read:
+            (s[6] or u.make(m, 6)).inc(e.cache_read)
+        if e.cache_write:
+            (s[7] or u.make(m, 7)).inc(e.cache_write)
+        if e.reasoning:
+            (s[8] or u.make(m, 8)).inc(e.reasoning)
+        if e.cost is not None:
+            (s[9] or u.make(m, 9)).inc(e.cost)
+            (s[10] or u.make(m, 10)).inc(e.cost)
+        elif e.unpriced:
+            (s[11] or u.make(m, 11)).inc(e.input + e.output)
+
+    def _usage_of(self, e: TokensUsed) -> _Usage:
+        """A usage event's labels through the cardinality guard, once per (agent, version, step,
+        provider, model) — remembered only when every one was admitted, so that each use of a
+        value over a cap is still counted as `label_overflow`."""
         m = self.metrics
         agent = self._agent(e.ref)
-        step = m.label(agent, "step", e.step)
-        version = self._version(agent, e.ref)
-        if e.input:
-            m.child(sc.TOKENS, agent, step, _INPUT).inc(e.input)
-            m.child(sc.VERSION_TOKENS, agent, version, _INPUT).inc(e.input)
-        if e.output:
-            m.child(sc.TOKENS, agent, step, _OUTPUT).inc(e.output)
-            m.child(sc.VERSION_TOKENS, agent, version, _OUTPUT).inc(e.output)
-        # By provider and model, and what it cost.
-        provider = m.label(agent, "provider", e.provider or _UNKNOWN)
-        model = m.label(agent, "model", e.model or _UNKNOWN)
-        if e.input:
-            m.child(sc.LLM_TOKENS, agent, provider, model, _INPUT).inc(e.input)
-        if e.output:
-            m.child(sc.LLM_TOKENS, agent, provider, model, _OUTPUT).inc(e.output)
-        if e.cache_read:
-            m.child(sc.LLM_TOKENS, agent, provider, model, _CACHE_READ).inc(e.cache_read)
-        if e.cache_write:
-            m.child(sc.LLM_TOKENS, agent, provider, model, _CACHE_WRITE).inc(e.cache_write)
-        if e.reasoning:
-            m.child(sc.LLM_TOKENS, agent, provider, model, _REASONING).inc(e.reasoning)
-        if e.cost is not None:
-            m.child(sc.COST, agent, provider, model).inc(e.cost)
-            m.child(sc.VERSION_COST, agent, version).inc(e.cost)
-        elif e.unpriced:
-            m.child(sc.LLM_UNPRICED_TOKENS, agent, provider, model).inc(e.input + e.output)
+        labels = (
+            agent,
+            m.label(agent, "step", e.step),
+            self._version(agent, e.ref),
+            m.label(agent, "provider", e.provider or _UNKNOWN),
+            m.label(agent, "model", e.model or _UNKNOWN),
+        )
+        u = _Usage(labels)
+        if sc.OTHER_LABEL_VALUE not in labels:
+            if len(self._usage) >= _MAX_USAGE_KEYS:
+                self._usage.clear()
+            self._usage[(e.ref.agent, e.ref.version, e.step, e.provider, e.model)] = u
+        return u
 
     def _llm_call(self, e: LlmCallFinished) -> None:
         m, ref = self.metrics, e.ref
