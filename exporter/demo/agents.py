@@ -147,6 +147,14 @@ def _tool(step: Any, sim: Sim, tool: str, seconds: float, *, error: float = 0.0,
             raise exporter.ToolError(message or f"{tool} answered 503 Service Unavailable")
 
 
+def _model(step: Any, model: str, provider: str, tokens_in: int, tokens_out: int, *, cache_read: int = 0,
+           cache_write: int = 0) -> None:  # fmt: skip
+    """One model call's usage, priced by model (an in-house model has no public price: unpriced)."""
+    with step.llm_call(model, provider=provider) as call:
+        call.record_usage(input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=cache_read,
+                          cache_write_tokens=cache_write)  # fmt: skip
+
+
 def _with_retries(step: Any, sim: Sim, rng: random.Random, tool: str, seconds: float, error: float,
                   attempts: int = 4, timeout: float = 0.0) -> None:  # fmt: skip
     """Call a flaky integration the way agents do: retry with backoff, give up after `attempts`."""
@@ -197,7 +205,8 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
                       message="custom_gpt returned malformed JSON")  # fmt: skip
                 if run.ended:
                     return run
-                step.record_usage(input_tokens=rng.randint(1800, 4200), output_tokens=rng.randint(150, 500))
+                tin = rng.randint(1800, 4200)
+                _model(step, "gpt-4o", "openai", tin, rng.randint(150, 500), cache_read=tin // 2)
                 accuracy = _score(rng, 0.94, 0.04)
                 step.evaluate("extraction_accuracy", score=accuracy, explanation="fields matched against the scan")
                 if accuracy < 0.80:
@@ -300,7 +309,7 @@ def support_email(sim: Sim, rng: random.Random, n: int) -> Any:
                     raise exporter.MissingData("the message has no ticket id (webhook payload incomplete)")
             with run.step("Classify the Request", tool="custom_gpt") as step:
                 _tool(step, sim, "custom_gpt", _lognormal(rng, 2.5, 0.4), error=0.005, timeout=0.002, rng=rng)
-                step.record_usage(input_tokens=rng.randint(400, 1500), output_tokens=rng.randint(5, 30))
+                _model(step, "gpt-4o-mini", "openai", rng.randint(400, 1500), rng.randint(5, 30))
                 confidence = _score(rng, 0.93, 0.05)
                 step.evaluate("classification_confidence", score=confidence)
                 step.branch(selected=category, not_selected=[c for c in CATEGORIES if c != category],
@@ -309,7 +318,9 @@ def support_email(sim: Sim, rng: random.Random, n: int) -> Any:
                 _with_retries(step, sim, rng, "zendesk", 0.8, 0.02, attempts=3)
             with run.step("Draft the Reply", tool="custom_gpt") as step:
                 _tool(step, sim, "custom_gpt", _lognormal(rng, 12.0, 0.4), error=0.005, timeout=0.002, rng=rng)
-                step.record_usage(input_tokens=rng.randint(2000, 6000), output_tokens=rng.randint(200, 700))
+                tin = rng.randint(2000, 6000)
+                _model(step, "claude-sonnet-4-5", "anthropic", tin, rng.randint(200, 700), cache_read=tin // 3,
+                       cache_write=tin // 10)  # fmt: skip
                 quality = _score(rng, 0.55 if sim.active("falling-scores") else 0.90, 0.06)
                 step.evaluate("reply_quality", score=quality, explanation="LLM judge against the support rubric")
                 polite = rng.random() > 0.015
@@ -349,7 +360,7 @@ def daily_report(sim: Sim, rng: random.Random, n: int) -> Any:
                     raise exporter.MissingData(f"yesterday's partition for {team} is not loaded")
             with run.step("Summarise the Metrics", tool="custom_gpt") as step:
                 _tool(step, sim, "custom_gpt", _lognormal(rng, 20.0, 0.4), error=0.003, rng=rng)
-                step.record_usage(input_tokens=rng.randint(3000, 9000), output_tokens=rng.randint(300, 900))
+                _model(step, "report-summariser-v2", "internal", rng.randint(3000, 9000), rng.randint(300, 900))
                 step.evaluate("summary_faithfulness", score=_score(rng, 0.92, 0.04))
             with run.step("Post to Slack", tool="slack") as step:
                 _tool(step, sim, "slack", _lognormal(rng, 0.4, 0.3), error=0.005, rng=rng)
