@@ -143,7 +143,7 @@ def test_a_busy_long_run_is_not_expired():
                     pass
                 bridge.tick(clock.now + 6.0 * i)
         assert _dropped(cap, "trace_expired") == 0
-        assert cap.value("agent_tokens_total", agent="invoke_agent a", step="chat m", type="input") == 250
+        assert cap.value("agent_tokens_total", agent="a", step="chat m", type="input") == 250
 
 
 def test_a_span_ending_after_its_expired_trace_is_late_not_a_new_execution():
@@ -204,7 +204,7 @@ def test_child_racing_its_roots_assembly_is_never_lost(monkeypatch):
         root.end()  # assembled while the child's end is half done
         root_done.set()
         t.join()
-        tokens = cap.value("agent_tokens_total", agent="invoke_agent a", step="chat late", type="input") or 0
+        tokens = cap.value("agent_tokens_total", agent="a", step="chat late", type="input") or 0
         assert tokens == 7 or _dropped(cap, "late_span") == 1
         assert cap.total("agent_executions_started_total") == 1
 

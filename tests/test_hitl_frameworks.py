@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from exporter import semconv as sc
 from exporter import testing
 from exporter.tasks.query import get_task
 from tests.frameworks import require_frameworks
+from tests.servers import PrometheusServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PENDING_COUNT = sc.EXECUTION_PENDING_DURATION.name + "_count"
@@ -185,3 +187,55 @@ def test_pydantic_ai_deferred_tool_approved(tmp_path: Path) -> None:
         assert row["status"] == "completed" and row["input_tokens"] == 130
         assert 0 < float(row["runtime_seconds"]) < WAIT  # type: ignore[arg-type]
         assert cap.total(sc.EXPORTER_DROPPED.name) == 0
+
+
+@pytest.mark.servers
+def test_langgraph_wait_as_a_real_prometheus_scrapes_it(
+    prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
+) -> None:
+    """Prometheus's own query API: while parked, started 1, finished none, pending 1; after the resume,
+    started 1, completed 1, failed none, pending 0, one wait observed."""
+    from tests.frameworks.hitl import GRAPH_NAME, langgraph_resume, langgraph_start
+
+    port = free_port()
+    tp = TracerProvider()
+    store = f"sqlite:///{tmp_path / 't.db'}"
+    with testing.capture(
+        span_metrics=True, tracer_provider=tp, task_store=store, metrics_port=port, metrics_addr="127.0.0.1"
+    ) as cap:
+        prom = prometheus_factory(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [{"job_name": sc.SCRAPE_JOB, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+            }
+        )
+        up = f'up{{job="{sc.SCRAPE_JOB}"}}'
+        prom.wait_for(lambda: prom.query_value(up) == 1, timeout=30)
+
+        def scraped_after(t: float) -> None:
+            """Wait for a scrape that began after `t`: from then on Prometheus holds what the process held."""
+            prom.wait_for(lambda: (prom.query_value(f"timestamp({up})") or 0) > t + 0.1, timeout=15)
+
+        a = f'agent="{GRAPH_NAME}"'
+        started = f'sum(agent_executions_started_total{{{a},trigger="email"}})'
+        finished = f"sum(agent_executions_finished_total{{{a}}}) or vector(0)"
+        completed = f'sum(agent_executions_finished_total{{{a},trigger="email",status="completed"}})'
+        failed = f'sum(agent_executions_finished_total{{{a},status="failed"}}) or vector(0)'
+        pending = f'sum(agent_executions_pending{{{a},reason="approval"}})'
+        waits = f'sum(agent_execution_pending_duration_seconds_count{{{a},reason="approval"}}) or vector(0)'
+
+        with exporter.task(trigger="email", task_id="inv-live"):
+            out, saver = langgraph_start("inv-live", tp, "openinference")
+        assert "__interrupt__" in out
+        scraped_after(time.time())  # scraped while parked
+        parked = {q: prom.query_value(q) for q in (started, finished, pending, waits)}
+        assert parked == {started: 1.0, finished: 0.0, pending: 1.0, waits: 0.0}
+        assert _row(cap, "inv-live")["status"] == "pending"
+
+        with exporter.task(trigger="email", task_id="inv-live"):
+            done = langgraph_resume("inv-live", tp, "openinference", saver=saver)
+        assert done["done"] == "paid"
+        scraped_after(time.time())
+        resumed = {q: prom.query_value(q) for q in (started, completed, finished, failed, pending, waits)}
+        assert resumed == {started: 1.0, completed: 1.0, finished: 1.0, failed: 0.0, pending: 0.0, waits: 1.0}
+        assert _row(cap, "inv-live")["status"] == "completed"

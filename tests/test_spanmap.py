@@ -12,7 +12,7 @@ import pytest
 
 from exporter import semconv as sc
 from exporter.pipeline import events as ev
-from exporter.spans.mapping import AGENT, LLM, NODE, OWN_SCOPE, TOOL, Native, assemble, classify, summarize
+from exporter.spans.mapping import AGENT, LLM, NODE, OWN_SCOPE, TOOL, Native, agent_label, assemble, classify, summarize
 from exporter.traces.export import SCOPE
 
 SHAPES = Path(__file__).parent / "frameworks" / "shapes"
@@ -34,6 +34,20 @@ EXPECTED: dict[str, tuple[str, str | None, dict[tuple[str, str], int], dict[tupl
         "failed", "error", {("response", "passed"): 1, ("response", "failed"): 1}, {("lookup", "success"): 1}, 50, 10,
     ),
 }
+# smolagents (OpenInference): no agent-name attribute, the label is its root `weather.run` less `.run`.
+# A raising tool leaves `Step 1` ERROR, `Step 2` answers and the root is OK: recovered, completed.
+_SMOL_STEPS = {("ScriptedModel.generate", "passed"): 2}
+EXPECTED |= {
+    "smolagents_ok": ("completed", None, _SMOL_STEPS, {("lookup", "success"): 1, ("final_answer", "success"): 1}, 130, 30),
+    "smolagents_tool_raises": ("completed", None, _SMOL_STEPS, {("lookup", "error"): 1, ("final_answer", "success"): 1}, 130, 30),
+}
+# The Vercel AI SDK (npm `ai` 7, mock model), `functionId: "weather"`: v7 GenAI spans and the legacy
+# `ai.*` format map alike. A throwing tool goes back to the model, the run answers: completed.
+for fmt in ("v7", "legacy"):
+    EXPECTED |= {
+        f"ai_sdk_{fmt}_ok": ("completed", None, {("chat scripted-model", "passed"): 2}, {("lookup", "success"): 1}, 130, 30),
+        f"ai_sdk_{fmt}_tool_raises": ("completed", None, {("chat scripted-model", "passed"): 2}, {("lookup", "error"): 1}, 130, 30),
+    }
 for inst in ("openinference", "openllmetry"):
     EXPECTED |= {
         f"langgraph_{inst}_ok": (
@@ -148,3 +162,66 @@ def test_roles_and_the_own_scope():
     assert classify("x", {"openinference.span.kind": "LLM"}, "s") == LLM
     assert classify("x", {"openinference.span.kind": "AGENT", "metadata": '{"langgraph_node": "a"}'}, "s") == NODE
     assert classify("x", {"openinference.span.kind": "LLM", "metadata": '{"langgraph_node": "a"}'}, "s") == LLM
+
+
+def test_agent_label_without_an_agent_name_attribute():
+    """No agent-name attribute: the span name less a GenAI operation prefix or `.run`; else `unknown`."""
+    assert agent_label("invoke_agent mock-invoice-v1") == "mock-invoice-v1"  # AI SDK v7 without functionId
+    assert agent_label("weather.run") == "weather"  # smolagents
+    assert agent_label("invoices") == "invoices"  # a LangGraph graph's name (OpenInference)
+    assert [agent_label(n) for n in ("ai.generateText", "invoke_agent ", ".run", "")] == ["unknown"] * 4
+
+
+def _ai(i: int, parent: int | None, op: str, attrs: dict[str, object], error: bool = False) -> Any:
+    return summarize(i, parent, op, {"ai.operationId": op, **attrs}, "ai", error, None, [], i * 10, i * 10 + 5)
+
+
+@pytest.mark.parametrize("run", ["ai.generateText", "ai.streamText", "ai.generateObject", "ai.streamObject"])
+def test_ai_sdk_legacy_format_roles_and_usage_on_model_calls_only(run):
+    """Each `ai.*` run is an execution, `<run>.doGenerate` / `.doStream` its model calls (their usage,
+    AI SDK <= 4 names too), `ai.toolCall` its tools; the run span's totals are not counted again."""
+    call = f"{run}.doStream" if "stream" in run else f"{run}.doGenerate"
+    totals = {"ai.usage.inputTokens": 999, "ai.usage.outputTokens": 999}
+    spans = [
+        _ai(1, None, run, {"ai.telemetry.functionId": "billing", "ai.model.id": "m1", **totals}),
+        _ai(2, 1, call, {"ai.model.id": "m1", "ai.usage.inputTokens": 5, "ai.usage.outputTokens": 2}),
+        _ai(3, 2, "ai.toolCall", {"ai.toolCall.name": "lookup"}, error=True),
+        _ai(4, 1, call, {"ai.model.id": "m1", "ai.usage.promptTokens": 7, "ai.usage.completionTokens": 3}),
+        _ai(5, 1, "ai.embed", {"ai.usage.tokens": 50}),
+    ]
+    assert [s.role for s in spans] == [AGENT, LLM, TOOL, LLM, "other"]
+    out = assemble(spans, trace_id=None, exemplar=None)
+    (fin,) = [e for e in out if isinstance(e, ev.ExecutionFinished)]
+    assert (fin.ref.agent, fin.status) == ("billing", "completed")  # the tool's error went back to the model
+    tokens = [e for e in out if isinstance(e, ev.TokensUsed)]
+    assert (sum(e.input for e in tokens), sum(e.output for e in tokens)) == (12, 5)
+    assert {e.step for e in tokens} == {"chat m1"}
+    assert [(e.tool, e.outcome) for e in out if isinstance(e, ev.ToolCallFinished)] == [("lookup", "error")]
+
+
+def test_ai_sdk_agent_falls_back_to_the_model_and_task_comes_from_metadata_or_context():
+    """No functionId: the model id names the agent (as v7's `invoke_agent {model}`); trigger and task id from
+    `ai.telemetry.metadata.task.*` (AI SDK <= 6) or `ai.settings.context.task.*` (v7 runtime context)."""
+    meta = _ai(1, None, "ai.generateText", {"ai.model.id": "m1", "ai.telemetry.metadata.task.trigger": "email",
+                                            "ai.telemetry.metadata.task.id": "T-1"})  # fmt: skip
+    ctx = _ai(1, None, "ai.streamText", {"ai.telemetry.functionId": "f", "ai.settings.context.task.trigger": "api",
+                                         "ai.settings.context.task.id": 42})  # fmt: skip
+    given = _ai(1, None, "ai.generateText", {"ai.telemetry.functionId": "f", "task.trigger": "timer",
+                                             "ai.telemetry.metadata.task.trigger": "email"})  # fmt: skip
+    refs = [assemble([s], trace_id=None, exemplar=None)[0].ref for s in (meta, ctx, given)]
+    assert [(r.agent, r.trigger, r.task_id) for r in refs] == [
+        ("m1", "email", "T-1"), ("f", "api", "42"), ("f", "timer", "0000000000000001"),
+    ]  # fmt: skip
+
+
+def test_an_errored_chain_the_run_went_on_from_is_recovered_the_last_one_fails():
+    """Below an OK root, `Step 1` ERROR then `Step 2` OK: completed; the errored step last: failed."""
+    kind = {"openinference.span.kind": "CHAIN"}
+    root = summarize(1, None, "a.run", {"openinference.span.kind": "AGENT"}, "x", False, None, [], 0, 100)
+    first = summarize(2, 1, "Step 1", kind, "x", True, None, [], 10, 20)
+    second = summarize(3, 1, "Step 2", kind, "x", False, None, [], 30, 40)
+    late = summarize(3, 1, "Step 2", kind, "x", False, None, [], 15, 40)  # began before step 1 ended
+    for spans, status in (([root, first, second], "completed"), ([root, second, first._replace(start_ns=50, end_ns=60)], "failed"),
+                          ([root, first, late], "failed")):  # fmt: skip
+        (fin,) = [e for e in assemble(spans, trace_id=None, exemplar=None) if isinstance(e, ev.ExecutionFinished)]
+        assert (fin.ref.agent, fin.status) == ("a", status)

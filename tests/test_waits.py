@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
@@ -11,9 +16,11 @@ import exporter
 from exporter import semconv as sc
 from exporter import testing
 from exporter.pipeline.events import ExecutionFinished, ExecutionSuspended
+from exporter.spans import waits
 from exporter.spans.mapping import assemble, summarize
 from exporter.tasks.query import get_task
 
+ROOT = Path(__file__).resolve().parent.parent
 OP = sc.ATTR_GEN_AI_OPERATION_NAME
 PENDING_COUNT = sc.EXECUTION_PENDING_DURATION.name + "_count"
 
@@ -133,3 +140,52 @@ def test_resume_in_another_process_through_the_task_store(tmp_path: Path):
         row = cap.state.tasks.read(lambda b: get_task(b, "inv-9"))
         assert row["status"] == "completed" and row["waiting_since"] is None
         assert row["input_tokens"] == 10  # both parts' model calls, added by the store
+
+
+# Another process: resumes task `inv-r` through the store, prints what it counted.
+_RESUME_ELSEWHERE = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+import exporter
+from exporter import testing
+from tests.test_waits import _run
+tp = TracerProvider()
+with testing.capture(span_metrics=True, tracer_provider=tp, task_store=sys.argv[1]) as cap:
+    with exporter.task(trigger="email", task_id="inv-r"):
+        _run(tp)
+    cap.state.tasks.flush(5)
+    print(cap.total("agent_executions_started_total"), cap.total("agent_executions_finished_total"))
+"""
+
+
+def test_housekeeping_clears_a_wait_another_process_resumed_from_this_gauge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two waits parked here; another process resumes one through the store: the periodic check takes
+    that one (only) out of this process's pending gauge, observing no wait here (the resumer did)."""
+    monkeypatch.setattr(waits, "RECONCILE_INTERVAL", 0.0)  # check at every housekeeping tick, not every 15 s
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    tp = TracerProvider()
+    with testing.capture(span_metrics=True, tracer_provider=tp, task_store=url) as cap:
+        for task_id in ("inv-r", "inv-s"):
+            with exporter.task(trigger="email", task_id=task_id):
+                _run(tp, waiting=True)
+        cap.state.tasks.flush(5)
+        pending = lambda: cap.value("agent_executions_pending", agent="payer", reason="approval")  # noqa: E731
+        assert pending() == 2
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(
+            [sys.executable, "-c", _RESUME_ELSEWHERE, url], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split() == ["0.0", "1.0"]  # started by this process, finished by the other
+        deadline = time.monotonic() + 5  # the housekeeping thread ticks about every 0.25 s
+        while pending() != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pending() == 1  # inv-s still waits: its row is still pending
+        rows = {t: cap.state.tasks.read(lambda b, t=t: get_task(b, t))["status"] for t in ("inv-r", "inv-s")}
+        assert rows == {"inv-r": "completed", "inv-s": "pending"}
+        assert cap.total(PENDING_COUNT) == 0  # the wait was observed by the process that resumed it
+        assert cap.total("agent_executions_finished_total") == 0
+        assert cap.total(sc.EXPORTER_DROPPED.name) == 0

@@ -15,9 +15,20 @@ small while a trace is assembled), then a finished subtree becomes events:
   write and reasoning parts (GenAI and OpenInference names), priced like the native API's
   (`prices`), and each inference span counted as a model call with its latency and outcome.
 - **evaluations**: `gen_ai.evaluation.result` span events.
-- **failure**: the execution span ERROR, or any agent / chain / node span below it ERROR (the
-  OpenAI Agents SDK instrumentors leave the root OK when the run failed); the cause from the
-  deepest errored span (a tool: `tool_error`) or the exception type.
+- **failure**: the execution span ERROR, or an agent / chain / node span below it ERROR that the
+  run did not go on from (the OpenAI Agents SDK instrumentors leave the root OK when the run
+  failed: its failing turn is its last); an errored one followed by an OK sibling of the same role
+  was recovered (smolagents' `Step 1` ERROR from a raising tool, then `Step 2` answers). The cause
+  from the deepest errored span (a tool: `tool_error`) or the exception type.
+- **agent label**: `gen_ai.agent.name` / `agent.name` on the execution span or an agent span below,
+  the AI SDK's `ai.telemetry.functionId`; else `agent_label()` of the span name (docs/telemetry.md).
+- **the Vercel AI SDK's `ai.*` format** (its `LegacyOpenTelemetry`, the only one in AI SDK <= 6,
+  no `gen_ai.operation.name`): `ai.generateText` / `ai.streamText` / `ai.generateObject` /
+  `ai.streamObject` are executions, `<run>.doGenerate` / `<run>.doStream` model calls (usage from
+  `gen_ai.usage.*` or `ai.usage.*` there only, never the run's totals; step `chat {model}`, as v7
+  names it), `ai.toolCall` tools; trigger and task id from `task.trigger` / `task.id`, else
+  `ai.telemetry.metadata.task.trigger` / `.task.id` (AI SDK <= 6 metadata) or
+  `ai.settings.context.task.trigger` / `.task.id` (v7 runtime context).
 - **waiting**: a run that stopped for a human finishes nothing: its execution ends in
   `ExecutionSuspended` (reason, runtime so far) instead of `ExecutionFinished`. Said by the root
   span's `task.status = "waiting"` (any sender; `task.waiting_reason`, default `approval`), or by a
@@ -165,7 +176,7 @@ def classify(name: str, attrs: Mapping[str, Any], scope: str | None) -> str:
         return LLM
     if kind is not None:
         return _OI_ROLES.get(str(kind), OTHER)
-    return OTHER
+    return _ai_sdk_role(name, attrs) if op is None else OTHER
 
 
 def summarize(
@@ -219,6 +230,19 @@ def summarize(
             waiting = reason if reason in _REASONS else PendingReason.APPROVAL.value
         else:
             waiting = waiting or _deferred(get("final_result"))
+    if _AI_OPERATION_ID in attrs and role in (LLM, TOOL, AGENT):
+        # The AI SDK's `ai.*` format (its LegacyOpenTelemetry; the only one in AI SDK <= 6).
+        if role == LLM:
+            tin = tin or _int(get("ai.usage.inputTokens")) or _int(get("ai.usage.promptTokens"))
+            tout = tout or _int(get("ai.usage.outputTokens")) or _int(get("ai.usage.completionTokens"))
+            ai_model = _str(get("ai.model.id"))
+            name = f"chat {ai_model[:_MAX_VERSION]}" if ai_model else name  # the step v7 names `chat {model}`
+        elif role == TOOL:
+            tool = _str(get("ai.toolCall.name")) or tool
+        else:
+            agent = agent or _str(get("ai.telemetry.functionId")) or _str(get("ai.model.id"))
+            trigger = trigger or _ai_sdk_task(get, "trigger")
+            task_id = task_id or _ai_sdk_task(get, "id")
     evaluations: tuple[tuple[str, float | None, str | None], ...] = ()
     if events:
         evaluations = tuple(
@@ -253,6 +277,35 @@ def summarize(
         cache_write,
         reasoning,
     )
+
+
+# The Vercel AI SDK's `ai.*` span format: `ai.generateText` / `ai.streamText` / `ai.generateObject` /
+# `ai.streamObject` runs, their model calls `<run>.doGenerate` / `<run>.doStream`, tools `ai.toolCall`.
+_AI_OPERATION_ID = "ai.operationId"
+_AI_RUNS = frozenset({"ai.generateText", "ai.streamText", "ai.generateObject", "ai.streamObject"})
+_AI_MODEL_CALLS = frozenset(f"{r}.{c}" for r in _AI_RUNS for c in ("doGenerate", "doStream"))
+# Where the trigger and task id of an AI SDK run are read when no `task.trigger` / `task.id` is set:
+# AI SDK <= 6 `experimental_telemetry.metadata` ({"task.trigger": ...}), v7 legacy runtime context
+# ({task: {trigger: ...}} with `includeRuntimeContext: {task: true}`).
+_AI_TASK_PREFIXES = ("ai.telemetry.metadata.task.", "ai.settings.context.task.")
+
+
+def _ai_sdk_role(name: str, attrs: Mapping[str, Any]) -> str:
+    """The role of an AI SDK `ai.*` span (`ai.operationId`, else the span name), or OTHER."""
+    op = attrs.get(_AI_OPERATION_ID, name)
+    if op in _AI_RUNS:
+        return AGENT
+    if op in _AI_MODEL_CALLS:
+        return LLM
+    return TOOL if op == "ai.toolCall" else OTHER
+
+
+def _ai_sdk_task(get: Any, key: str) -> str | None:
+    for prefix in _AI_TASK_PREFIXES:
+        v = get(prefix + key)
+        if isinstance(v, str | int) and not isinstance(v, bool) and v != "":
+            return str(v)
+    return None
 
 
 def _interrupted(error_type: Any, events: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
@@ -410,7 +463,7 @@ def _execution(
     span_hex = format(root.span_id, "016x")
     trigger = given[0] or root.trigger or sc.UNKNOWN_LABEL_VALUE
     task_id = given[1] or root.task_id or span_hex
-    agent = root.agent or _agent_below(tree, root) or root.name
+    agent = root.agent or _agent_below(tree, root) or agent_label(root.name)
     ref = ExecutionRef(agent, trigger, task_id, trace_id, span_hex, exemplar, root.version or version)
     out.append(ExecutionStarted(ref))
     found = _contents(tree, root, ref, None, out, prices)
@@ -433,6 +486,21 @@ def _execution(
     out.append(ExecutionFinished(ref, status, cause, runtime, score, message, None, cost))
 
 
+_LABEL_SUFFIXES = (".run",)  # smolagents names its root `{agent}.run`
+
+
+def agent_label(name: str) -> str:
+    """The agent label of an execution whose spans carry no agent name: its span's name less a GenAI
+    operation prefix (`invoke_agent X` -> `X`) or a known suffix (`X.run` -> `X`); `unknown` for a bare
+    operation name (`invoke_agent`, the AI SDK's `ai.generateText`) or when nothing is left."""
+    head, _, rest = name.strip().partition(" ")
+    name = rest.strip() if head in _AGENT_OPS else name.strip()
+    for suffix in _LABEL_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return sc.UNKNOWN_LABEL_VALUE if not name or name in _AI_RUNS else name
+
+
 def _agent_below(tree: Subtree, root: SpanSummary) -> str | None:
     """The first agent name on an agent or chain span below the execution's (OpenAI Agents SDK)."""
     for s in tree.walk(root):
@@ -449,6 +517,16 @@ def _origin(tree: Subtree, span: SpanSummary) -> SpanSummary:
         if not errored:
             return span
         span = next((c for c in errored if c.role == TOOL), errored[-1])
+
+
+def _recovered(tree: Subtree, span: SpanSummary) -> bool:
+    """The run went on past an errored agent / chain / node span: a later sibling of the same role
+    ended OK (smolagents: `Step 1` ERROR from a tool that raised, then `Step 2` answers). The OpenAI
+    Agents SDK's failing `turn` or agent span is the run's last: still a failure."""
+    if span.parent_id is None:
+        return False
+    siblings = tree.children.get(span.parent_id, ())
+    return any(c.role == span.role and not c.error and c.start_ns >= span.end_ns for c in siblings)
 
 
 class _Found(NamedTuple):
@@ -539,7 +617,7 @@ def _contents(
                 unpriced = unpriced or used.unpriced
             dur = max(0.0, (s.end_ns - s.start_ns) / 1e9)
             out.append(LlmCallFinished(r, provider, s.model, _llm_outcome(s.error), dur))
-        elif failed is None and s.error and role in _STRUCTURE and s is not top:
+        elif failed is None and s.error and role in _STRUCTURE and s is not top and not _recovered(tree, s):
             failed = s
         if s.waiting is not None and waiting is None:
             waiting = s.waiting
