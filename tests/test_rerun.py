@@ -223,3 +223,80 @@ def test_ctrl_c_writes_the_report_so_far_and_stops(tmp_path: Path) -> None:
     assert [c["id"] for c in report["cases"]] == KEPT[:7] and report["not_run"] == KEPT[7:]
     suite = ET.parse(tmp_path / "r.xml").getroot()
     assert suite.get("skipped") == "3" and suite.get("failures") == "0"
+
+
+def test_readme_rerun_commands_run_as_written_on_the_demo(tmp_path: Path) -> None:
+    """The README's three commands (demo with failing reports, save its failed tasks, re-run them
+    against the changed daily-report agent) run as written: failed cases saved, all fixed, exit 0."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Re-run saved tasks against a new version", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    commands = block.splitlines()
+    assert [c.split()[1] for c in commands] == ["demo", "cases", "rerun"]
+    for command in commands:
+        args = [a.strip('"') for a in command.split()[1:]]
+        r = cli(*args, cwd=tmp_path)
+        assert r.returncode == 0, (command, r.stderr[-2000:])
+    saved = load(tmp_path / "cases.jsonl")
+    assert saved and all(c["status"] == "failed" and c["cause"] == "missing_data" for c in saved)
+    suite = ET.parse(tmp_path / "rerun.xml").getroot()
+    assert suite.get("failures") == "0" and suite.get("tests") == str(len(saved))
+    assert "newly passing: " in r.stdout and "newly failing: none" in r.stdout
+
+
+def test_a_rerun_scope_wins_over_what_the_code_names_and_a_resume_keeps_its_carrier() -> None:
+    """Inside a re-run: trigger rerun, a task id derived from the case, the re-run's version and
+    task.rerun.of on the span; a second execution gets -2; a resumed execution keeps its carrier's."""
+    from exporter import semconv as sc
+    from exporter import testing
+    from exporter.instrument.rerun_scope import RerunScope, rerun_scope_var
+
+    with testing.capture() as cap:
+        parked = exporter.start_execution("a", trigger="email", task_id="P-1")
+        carrier = parked.suspend("approval")
+        parked.end()
+        token = rerun_scope_var.set(RerunScope("T-7", "abc", "v9"))
+        try:
+            with exporter.execution("a", trigger="email", task_id="T-7", version="v1") as run:
+                assert (run.trigger, run.task_id, run.version, run.rerun_of) == ("rerun", "T-7~rerun-abc", "v9", "T-7")
+            with exporter.execution("a") as second:
+                assert second.task_id == "T-7~rerun-abc-2"
+            with exporter.resume_execution(carrier) as resumed:
+                assert (resumed.trigger, resumed.task_id, resumed.rerun_of) == ("email", "P-1", None)
+        finally:
+            rerun_scope_var.reset(token)
+        with exporter.execution("a", trigger="email", task_id="T-8") as after:
+            assert (after.trigger, after.task_id) == ("email", "T-8")
+    spans = {(s.attributes or {}).get(sc.ATTR_TASK_ID): s.attributes or {} for s in cap.spans()}
+    assert spans["T-7~rerun-abc"][sc.ATTR_TASK_RERUN_OF] == "T-7"
+    assert spans["T-7~rerun-abc"][sc.ATTR_TASK_TRIGGER] == "rerun"
+    assert sc.ATTR_TASK_RERUN_OF not in spans["T-8"]
+    assert cap.value("agent_executions_finished_total", agent="a", trigger="rerun", status="completed") == 2
+    assert cap.total("agent_exporter_dropped_total") == 0  # `rerun` is a known trigger: no warning
+
+
+def test_a_case_over_its_timeout_fails_with_cause_timeout() -> None:
+    """--timeout: an async case is cancelled, a sync one abandoned; both fail with cause timeout, the
+    others run."""
+    import asyncio
+    import time
+
+    async def slow_async(task: dict[str, Any]) -> None:
+        with exporter.execution("a") as run:
+            run.record_input(task)
+            if task["n"] == 1:
+                await asyncio.sleep(5)
+
+    def slow_sync(task: dict[str, Any]) -> None:
+        with exporter.execution("a"):
+            if task["n"] == 1:
+                time.sleep(5)
+
+    cases = [{"id": f"T-{n}", "input": {"n": n}, "status": "completed"} for n in range(3)]
+    for fn in (slow_async, slow_sync):
+        t0 = time.monotonic()
+        report = exporter.rerun(cases, fn, timeout=0.3)
+        assert time.monotonic() - t0 < 4
+        got = {c["id"]: (c["verdict"], c["after"]["status"], c["after"]["cause"]) for c in report.cases}
+        assert got["T-1"] == ("regressed", "failed", "timeout"), fn.__name__
+        assert got["T-0"] == got["T-2"] == ("still_passing", "completed", None)

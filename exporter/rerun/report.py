@@ -239,7 +239,7 @@ class Report:
         for c in self.cases:
             b, a = c["before"], c["after"]
             names = sorted(set(b["criteria"]) | set(a["criteria"]))
-            crit = ", ".join(f"{n} {_res(b['criteria'].get(n))}->{_res(a['criteria'].get(n))}" for n in names)
+            crit = ", ".join(f"{n}: {_res(b['criteria'].get(n))} -> {_res(a['criteria'].get(n))}" for n in names)
             runtime = f"{_num(b['runtime'])} -> {_num(a['runtime'])}"
             rows.append((c["id"], _status(b), _status(a), c["verdict"], runtime, crit))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

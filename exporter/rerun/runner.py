@@ -237,7 +237,7 @@ def _run_all(
 def _after(run: _Run, exc: BaseException | None, timed_out: bool, timeout: float | None) -> dict[str, Any]:
     """The re-run's outcome: the execution's, else what the call did (no execution recorded)."""
     status, cause = run.status, run.cause
-    if timed_out and status is None:
+    if timed_out:  # the execution, cancelled (async) or still running (sync), says less than this
         status, cause = FAILED, sc.FailureCause.TIMEOUT.value
     elif status is None:
         status = COMPLETED if exc is None else FAILED
