@@ -108,17 +108,24 @@ def load_entry_point(spec: str) -> Callable[[Any], Any]:
     return obj  # type: ignore[no-any-return]
 
 
+class CaseTimeout(Exception):
+    """The case ran longer than the re-run's timeout (not a TimeoutError the agent itself raised)."""
+
+
+async def _bounded(awaitable: Any, timeout: float | None) -> None:
+    task = asyncio.ensure_future(awaitable)
+    finished, _ = await asyncio.wait({task}, timeout=timeout)
+    if not finished:
+        task.cancel()  # the execution inside records the cancellation; the case is a timeout
+        await asyncio.wait({task})
+        raise CaseTimeout(f"ran longer than {timeout:g}s")
+    task.result()
+
+
 def _call(fn: Callable[[Any], Any], value: Any, timeout: float | None) -> None:
-    if inspect.iscoroutinefunction(fn):
-        asyncio.run(asyncio.wait_for(fn(value), timeout))
-        return
     result = fn(value)
-    if inspect.isawaitable(result):  # a sync function handing back a coroutine
-
-        async def wait() -> None:
-            await asyncio.wait_for(result, timeout)
-
-        asyncio.run(wait())
+    if inspect.isawaitable(result):  # an async entry point (or a sync one handing back a coroutine)
+        asyncio.run(_bounded(result, timeout))
 
 
 def rerun(
@@ -227,11 +234,11 @@ def _run_all(
             for cid2, (case, run, deadline) in list(running.items()):
                 if deadline is not None and now > deadline:  # a sync function that does not return
                     del running[cid2]
-                    end(case, run, TimeoutError(f"ran longer than {timeout:g}s"), timed_out=True)
+                    end(case, run, CaseTimeout(f"ran longer than {timeout:g}s"), timed_out=True)
             continue
         if cid in running:
             case, run, _ = running.pop(cid)
-            end(case, run, exc, timed_out=isinstance(exc, asyncio.TimeoutError | TimeoutError))
+            end(case, run, exc, timed_out=isinstance(exc, CaseTimeout))
 
 
 def _after(run: _Run, exc: BaseException | None, timed_out: bool, timeout: float | None) -> dict[str, Any]:
