@@ -32,6 +32,7 @@ from .errors import ExecutionFailure, MissingData, ToolError, ValidationFailure
 from .instrument.execution import Execution
 from .instrument.steps import Step, ToolCall
 from .pipeline.logs import add_trace_context
+from .rerun import rerun
 from .semconv import ExecutionStatus, FailureCause, PendingReason, StepStatus, Trigger
 from .spans.bridge import task
 from .traces.sampling import SamplingSpanProcessor
@@ -62,6 +63,7 @@ __all__ = [
     "metrics_app",
     "registry",
     "reset",
+    "rerun",
     "resume_execution",
     "shutdown",
     "start_execution",

@@ -25,6 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .tasks.cli import add_arguments as tasks_arguments
 
     tasks_arguments(tasks)
+    from .rerun.cli import add_cases_arguments, add_rerun_arguments
+
+    add_cases_arguments(sub.add_parser("cases", help="a case library: tasks saved with their inputs, for re-runs"))
+    add_rerun_arguments(
+        sub.add_parser("rerun", help="re-run saved cases against the code as it is now; compare; gate CI")
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -38,6 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .tasks.cli import run as run_tasks
 
         return run_tasks(args)
+    if args.command == "cases":
+        from .rerun.cli import run_cases
+
+        return run_cases(args)
+    if args.command == "rerun":
+        from .rerun.cli import run_rerun
+
+        return run_rerun(args)
     return 2
 
 

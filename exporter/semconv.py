@@ -488,6 +488,7 @@ SPAN_ATTRIBUTES: Final = (
     ATTR_TASK_DESCRIPTION, ATTR_TASK_EVALUATION_SCORE, ATTR_TASK_SAMPLING_REASON, ATTR_STEP_NAME,
     ATTR_STEP_INDEX, ATTR_STEP_STATUS, ATTR_STEP_INPUT, ATTR_STEP_OUTPUT,
     ATTR_TASK_STEPS_TOTAL, *COST_SPAN_ATTRIBUTES,
+    "task.input", "task.output", "task.rerun.of",  # ATTR_TASK_INPUT, _OUTPUT, _RERUN_OF (re-runs, below)
 )  # fmt: skip
 EVENT_ATTRIBUTES: Final = (
     ATTR_PENDING_REASON, ATTR_PENDING_SECONDS, ATTR_EVALUATION_NAME, ATTR_EVALUATION_SCORE_VALUE,
@@ -535,3 +536,14 @@ TASK_STATUS_WAITING: Final = "waiting"
 ATTR_TASK_WAITING_REASON: Final = "task.waiting_reason"
 # Attributes the library only reads, from other instrumentations' and other languages' spans.
 READ_ATTRIBUTES: Final = (ATTR_TASK_WAITING_REASON,)
+
+# --------------------------------------------------------------------------- re-runs (issue 26)
+
+# The execution's own input and output, `run.record_input()` / `run.record_output()` (captured like a
+# step's content: masked, redacted, truncated; nothing with capture_content=False).
+ATTR_TASK_INPUT: Final = "task.input"
+ATTR_TASK_OUTPUT: Final = "task.output"
+# On an execution started inside `agent-exporter rerun` / `exporter.rerun()`: the id of the case
+# (the original task id) it re-ran. Its trigger is TRIGGER_RERUN.
+ATTR_TASK_RERUN_OF: Final = "task.rerun.of"
+TRIGGER_RERUN: Final = "rerun"

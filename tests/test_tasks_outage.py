@@ -110,9 +110,9 @@ def test_a_queue_that_fills_drops_and_counts(tmp_path: object) -> None:
     gate.acquire()  # the writer's next write waits until the test lets it go
     write = sink.backend.write
 
-    def slow_write(rows: object) -> None:
+    def slow_write(rows: object, steps: object = ()) -> None:
         with gate:
-            write(rows)  # type: ignore[arg-type]
+            write(rows, steps)  # type: ignore[arg-type]
 
     sink.backend.write = slow_write  # type: ignore[method-assign]
     sink.max_queue = 50

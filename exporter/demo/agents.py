@@ -345,11 +345,18 @@ def daily_report(sim: Sim, rng: random.Random, n: int) -> Any:
     """Query the warehouse, summarise, post to Slack (one run per team and region)."""
     trigger = _pick(rng, {"timer": 0.9, "manual": 0.1})
     team = rng.choice(TEAMS)
+    return _report(sim, rng, trigger, sim.task_id("RPT", n), team)
+
+
+def _report(sim: Sim, rng: random.Random, trigger: str, task_id: str | None, team: str, fallback: bool = False) -> Any:
+    """The daily report; `fallback` (the changed agent, `daily_report_v2`): when yesterday's partition
+    is not loaded, report from the one before instead of failing."""
     max_duration = sim.real(_OBJECTIVES[REPORT]["max_runtime_seconds"] * _MAX_DURATION_FACTOR)
     with exporter.execution(
-        REPORT, trigger=trigger, task_id=sim.task_id("RPT", n), description=f"Daily {team} report",
+        REPORT, trigger=trigger, task_id=task_id, description=f"Daily {team} report",
         max_duration=max_duration, steps=3,
     ) as run:  # fmt: skip
+        run.record_input({"team": team})
         try:
             failing = sim.active("failing-agent")
             with run.step("Query the Data Warehouse", tool="bigquery") as step:
@@ -357,16 +364,28 @@ def daily_report(sim: Sim, rng: random.Random, n: int) -> Any:
                 rows = rng.randint(200, 20000)
                 step.record_output({"team": team, "rows": rows})
                 if rng.random() < (0.8 if failing else 0.005):
-                    raise exporter.MissingData(f"yesterday's partition for {team} is not loaded")
+                    if not fallback:
+                        raise exporter.MissingData(f"yesterday's partition for {team} is not loaded")
+                    step.branch("previous partition", ["yesterday's partition"], reason="not loaded yet")
             with run.step("Summarise the Metrics", tool="custom_gpt") as step:
                 _tool(step, sim, "custom_gpt", _lognormal(rng, 20.0, 0.4), error=0.003, rng=rng)
                 _model(step, "report-summariser-v2", "internal", rng.randint(3000, 9000), rng.randint(300, 900))
                 step.evaluate("summary_faithfulness", score=_score(rng, 0.92, 0.04))
             with run.step("Post to Slack", tool="slack") as step:
                 _tool(step, sim, "slack", _lognormal(rng, 0.4, 0.3), error=0.005, rng=rng)
+            run.record_output({"team": team, "rows": rows, "posted_to": f"#{team}-daily"})
         except Stopping:
             _cancel(run, "demo stopped")
     return run
+
+
+def daily_report_v2(task: dict[str, Any]) -> None:
+    """The daily-report agent as changed (it falls back to the previous partition), as an entry point
+    for `agent-exporter rerun --run exporter.demo.agents:daily_report_v2` (README, "Task list"): one
+    report for the case's team, under the same missing partitions, in simulated time 1000x faster."""
+    sim = Sim(speed=1000.0, stop=threading.Event(), scenarios=("failing-agent",))
+    rng = random.Random(json.dumps(task, sort_keys=True))
+    _report(sim, rng, "manual", None, str(task["team"]), fallback=True)
 
 
 # Arrival mix: which agent a new execution belongs to.

@@ -23,7 +23,13 @@ from .. import _config
 from .. import semconv as sc
 from ..content import clean_text
 from ..errors import cause_of
-from ..pipeline.events import ExecutionFinished, ExecutionRef, ExecutionResumed, ExecutionSuspended
+from ..pipeline.events import (
+    ExecutionContent,
+    ExecutionFinished,
+    ExecutionRef,
+    ExecutionResumed,
+    ExecutionSuspended,
+)
 from ..pipeline.metrics import exemplar_of
 from ..semconv import DropReason, FailureCause, PendingReason, SamplingReason
 from ..traces.sampling import Sampling
@@ -36,6 +42,7 @@ from .recording import (
     COMPLETED,
     EXEC_FAILED,
     KNOWN_TRIGGERS,
+    captured,
     clean_reason,
     current_execution_var,
     exc_text,
@@ -45,6 +52,7 @@ from .recording import (
     record_exception,
     restore_context,
 )  # fmt: skip
+from .rerun_scope import rerun_scope_var
 from .steps import Step
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,6 +84,12 @@ class Execution(Lifecycle):
         rec = state.recorder
         self._state = state
         self._rec = rec
+        # Inside a re-run, the re-run's trigger, task id and version win over the code's (rerun_scope.py).
+        self.rerun_of: str | None = None
+        scope = rerun_scope_var.get() if _resume is None else None
+        if scope is not None:
+            trigger, task_id, self.rerun_of = sc.TRIGGER_RERUN, scope.next_task_id(), scope.case_id
+            version = scope.version if scope.version is not None else version
         # Names (cleaned, masked, bounded) go on spans, logs and events; the recorder caps them
         # for metrics only.
         self.agent = rec.name(agent, "agent name")
@@ -106,8 +120,9 @@ class Execution(Lifecycle):
         self.exemplar: dict[str, str] | None = None
         self.span_id: str | None = None
         self.ref = ExecutionRef(
-            self.agent, self.trigger, self.task_id, version=self.version, steps=self.steps_total
-        )  # completed on enter
+            self.agent, self.trigger, self.task_id, version=self.version, steps=self.steps_total,
+            rerun_of=self.rerun_of,
+        )  # completed on enter  # fmt: skip
         self._init_lifecycle(clean_reason(state, pending) if pending else None)
         self._span: Any = None
         self._ctx: Any = None
@@ -130,6 +145,7 @@ class Execution(Lifecycle):
         self._sampling: Sampling | None = None  # set when this execution's spans are held
         self._flagged: str | None = None  # a step's reason to keep the trace (SamplingReason)
         self._head_dropped = False  # the head sampler dropped the trace (counted as such)
+        self._content: dict[str, str] = {}  # captured input / output, before the span exists
 
     # ------------------------------------------------------------------ enter / exit
 
@@ -175,6 +191,9 @@ class Execution(Lifecycle):
             attrs[sc.ATTR_GEN_AI_AGENT_VERSION] = self.version
         if self.steps_total is not None:
             attrs[sc.ATTR_TASK_STEPS_TOTAL] = self.steps_total
+        if self.rerun_of is not None:
+            attrs[sc.ATTR_TASK_RERUN_OF] = self.rerun_of
+        attrs.update(self._content)
         self._span = span = st.tracing.tracer.start_span(
             sc.SPAN_EXECUTION.format(agent=self.agent), context=parent, kind=SpanKind.INTERNAL, attributes=attrs
         )
@@ -186,7 +205,7 @@ class Execution(Lifecycle):
         self.exemplar = exemplar_of(self.trace_id) if linked and self._rec.exemplars else None
         self.ref = ExecutionRef(
             self.agent, self.trigger, self.task_id, self.trace_id, self.span_id, self.exemplar, self.version,
-            self.steps_total,
+            self.steps_total, self.rerun_of,
         )  # fmt: skip
         self._ctx = trace.set_span_in_context(span, parent)
         self._otel_token = otel_context.attach(self._ctx)
@@ -379,6 +398,32 @@ class Execution(Lifecycle):
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "step()", exc)
             return NOOP_STEP
+
+    def record_input(self, obj: Any) -> None:
+        """Capture the execution's input (the task it was given): on its span and in the task store,
+        masked, redacted and truncated like a step's; nothing with `capture_content=False`."""
+        self._capture("input", sc.ATTR_TASK_INPUT, obj)
+
+    def record_output(self, obj: Any) -> None:
+        """Capture the execution's output (its result), like `record_input()`."""
+        self._capture("output", sc.ATTR_TASK_OUTPUT, obj)
+
+    def _capture(self, kind: str, key: str, obj: Any) -> None:
+        try:
+            if self._over(f"record_{kind}()"):
+                return
+            text = captured(self._state, key, obj)
+            if text is None:
+                return
+            span = self._span
+            if span is None:
+                self._content[key] = text  # set when the span starts
+            else:
+                span.set_attribute(key, text)
+            if self._rec.listened:
+                self._rec.record(ExecutionContent(self.ref, kind, text))
+        except Exception as exc:  # noqa: BLE001
+            internal_error(self._state, f"record_{kind}()", exc)
 
     def fail(self, cause: Any = FailureCause.ERROR.value, message: str | None = None) -> None:
         """Mark the execution failed with `cause`; recorded when it ends (exit or `end()`)."""

@@ -139,9 +139,16 @@ class NoopExecution(_NoopContext):
     ref: Any = None
     ended = False
     cost: float | None = None
+    rerun_of: str | None = None
 
     def step(self, name: Any, tool: Any = None) -> NoopStep:
         return NOOP_STEP
+
+    def record_input(self, obj: Any) -> None:
+        return None
+
+    def record_output(self, obj: Any) -> None:
+        return None
 
     def fail(self, cause: Any = "error", message: str | None = None) -> None:
         return None

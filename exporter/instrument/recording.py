@@ -13,7 +13,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from .. import _config
 from .. import semconv as sc
-from ..content import clean_text
+from ..content import capture, clean_text
 from ..semconv import DropReason, FailureCause, PendingReason, StepStatus
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ COMPLETED, EXEC_FAILED, CANCELLED = "completed", "failed", "cancelled"
 STATUS_RANK = {PASSED: 0, NEEDS_REVIEW: 1, FAILED: 2}
 CAUSES = frozenset(c.value for c in FailureCause)
 REASONS = frozenset(r.value for r in PendingReason)
-KNOWN_TRIGGERS = frozenset(t.value for t in sc.Trigger)
+KNOWN_TRIGGERS = frozenset(t.value for t in sc.Trigger) | {sc.TRIGGER_RERUN}
 
 
 def internal_error(state: _config.State | None, where: str, exc: BaseException) -> None:
@@ -94,3 +94,25 @@ def hex_ids(span: trace.Span) -> tuple[str | None, str | None]:
     if not ctx.is_valid:
         return None, None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def captured(state: _config.State, key: str, obj: Any) -> str | None:
+    """`obj` as captured content (masked, redacted, truncated), what was changed counted; None
+    when capture is off. The same treatment as a step's input and output."""
+    st = state
+    if not st.settings.capture_content:
+        return None
+    text, report = capture(obj, max_bytes=st.settings.max_content_bytes, redact=st.settings.redact)
+    if report.unserialisable:
+        st.drop(
+            DropReason.CONTENT_UNSERIALISABLE,
+            f"{key}: {report.unserialisable} value(s) not JSON-serialisable; kept as repr()",
+        )
+    if report.redact_error:
+        st.drop(DropReason.REDACT_ERROR, f"{key}: redaction hook failed ({report.notes[-1]}); content withheld")
+    if report.truncated_bytes:
+        st.drop(
+            DropReason.CONTENT_TRUNCATED,
+            f"{key}: truncated by {report.truncated_bytes} bytes to {st.settings.max_content_bytes}",
+        )
+    return text

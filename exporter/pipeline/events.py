@@ -24,6 +24,7 @@ class ExecutionRef(NamedTuple):
     exemplar: Mapping[str, str] | None = None  # the trace link for observations; None if the trace is not kept
     version: str | None = None  # the agent's version (deployed workflow / prompt revision), if known
     steps: int | None = None  # the number of steps the execution declared (`execution(steps=n)`), if it did
+    rerun_of: str | None = None  # inside a re-run: the id of the case (the original task) it re-runs
 
 
 class ExecutionStarted(NamedTuple):
@@ -149,10 +150,21 @@ class BranchTaken(NamedTuple):
     span_id: str | None = None
 
 
+class ExecutionContent(NamedTuple):
+    """`run.record_input()` / `run.record_output()`: the captured text (masked, redacted, bounded).
+
+    Sent only when something listens (a task store, a re-run); metrics ignore it."""
+
+    ref: ExecutionRef
+    kind: str  # "input" or "output"
+    text: str
+
+
 Event = (
     ExecutionStarted | ExecutionRunning | ExecutionWaiting | ExecutionResumed | ExecutionSuspended
     | ExecutionFinished | StepStarted | StepFinished | ToolCallFinished | EvaluationRecorded | TokensUsed | BranchTaken
     | LlmCallFinished
+    | ExecutionContent
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from .events import (
     EvaluationRecorded,
     Event,
     EventSink,
+    ExecutionContent,
     ExecutionFinished,
     ExecutionRef,
     ExecutionResumed,
@@ -88,6 +89,8 @@ class Recorder:
         # A third consumer (the task store) that sees every event after the metrics; None: off.
         self.tasks: EventSink | None = None
         self._usage: dict[tuple[Any, ...], _Usage] = {}  # see _usage_of
+        # Listeners that see every event last (a re-run collecting its results); each isolated.
+        self.listeners: tuple[EventSink, ...] = ()
         self._metrics: dict[type, Callable[[Any], None]] = {
             ExecutionStarted: self._started,
             ExecutionRunning: self._running,
@@ -102,6 +105,7 @@ class Recorder:
             TokensUsed: self._tokens,
             BranchTaken: self._branch,
             LlmCallFinished: self._llm_call,
+            ExecutionContent: self._ignore,
         }
         # Log events, only for the types that log at the configured level (no call otherwise).
         logs: dict[type, tuple[int, Callable[[Any], None]]] = {
@@ -134,6 +138,16 @@ class Recorder:
                 tasks.record(event)
             except Exception as exc:  # noqa: BLE001
                 self._failed("task store", event, exc)
+        for listener in self.listeners:
+            try:
+                listener.record(event)
+            except Exception as exc:  # noqa: BLE001
+                self._failed("listener", event, exc)
+
+    @property
+    def listened(self) -> bool:
+        """True when events only a store or a listener uses are worth making."""
+        return self.tasks is not None or bool(self.listeners)
 
     def _failed(self, consumer: str, event: Event, exc: Exception) -> None:
         try:

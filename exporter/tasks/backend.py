@@ -15,7 +15,17 @@ import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .schema import ADVISORY_LOCK, SCHEMA_VERSION, TABLE, VERSION_TABLE, Dialect, migrations, upsert
+from .schema import (
+    ADVISORY_LOCK,
+    SCHEMA_VERSION,
+    STEPS_TABLE,
+    TABLE,
+    VERSION_TABLE,
+    Dialect,
+    insert_step,
+    migrations,
+    upsert,
+)
 
 CONNECT_TIMEOUT = 5.0  # seconds: a dead server must not hold the writer for long
 STATEMENT_TIMEOUT_MS = 10_000
@@ -81,6 +91,7 @@ class Backend:
         self._create = create
         self._conn: Any = None
         self._upsert = upsert(self.dialect)
+        self._insert_step = insert_step(self.dialect)
         if self.dialect == "postgresql":
             try:
                 import psycopg  # noqa: F401
@@ -212,12 +223,14 @@ class Backend:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Apply the row changes in one transaction (all or none)."""
+    def write(self, rows: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Apply the row changes, and add the steps that ended, in one transaction (all or none)."""
         conn = self.connect()
         try:
             with self._transaction(conn) as cur:
                 cur.executemany(self._upsert, rows)
+                if steps:
+                    cur.executemany(self._insert_step, steps)
         except Exception:
             self.close()  # reconnect next time: the server may have gone away
             raise
@@ -236,7 +249,9 @@ class Backend:
                     f" OR (status = 'in_progress' AND state_at < {p})",
                     (before, before),
                 )
-                return int(cur.rowcount or 0)
+                n = int(cur.rowcount or 0)
+                cur.execute(f"DELETE FROM {STEPS_TABLE} WHERE task_id NOT IN (SELECT task_id FROM {TABLE})")
+                return n
         except Exception:
             self.close()
             raise

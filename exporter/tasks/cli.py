@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from .backend import Backend, StoreError, StoreMissing, redact_url
-from .query import Filters, columns_for_table, list_tasks, parse_since
+from .query import Filters, columns_for_table, list_tasks, parse_since, show_task, steps_text, trace_text
 
 STATUSES = ("in_progress", "pending", "completed", "failed", "cancelled")
 
@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=100, help="at most this many rows, newest first (default 100)")
     p.add_argument("--json", action="store_true", help="print one JSON array of rows")
     p.add_argument(
+        "--show",
+        metavar="TASK_ID",
+        help="print one task whole: its status, step k of n, runtime, tokens, cost, trace; its input and "
+        "output; its steps in order (with --json: one JSON object)",
+    )
+    p.add_argument(
         "--cancel",
         metavar="TASK_ID",
         help="close an execution left waiting (its carrier lost): it becomes cancelled in the store "
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - said as the listing says it
             return _failed(args.store, exc)
         return _cancel(args.store, args.cancel)
+    if args.show:
+        return _show(args.store, args.show, args.json)
     try:
         filters = Filters(
             agent=args.agent,
@@ -89,6 +97,83 @@ def _table(rows: list[dict[str, Any]]) -> None:
     print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)).rstrip())
     for i in range(len(rows)):
         print("  ".join(cells[i].ljust(w) for (_, cells), w in zip(cols, widths, strict=True)).rstrip())
+
+
+def _show(store: str, task_id: str, as_json: bool) -> int:
+    try:
+        backend = Backend(store, create=False)
+        try:
+            task = show_task(backend, task_id)
+        finally:
+            backend.close()
+    except Exception as exc:  # noqa: BLE001
+        return _failed(store, exc)
+    if task is None:
+        print(f"agent-exporter tasks: no task {task_id!r} in {redact_url(store)}", file=sys.stderr)
+        return 1
+    if as_json:
+        json.dump(task, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_task(task))
+    return 0
+
+
+def render_task(t: dict[str, Any]) -> str:
+    """One task as text: a header, its input, its output, its steps in order."""
+    out: list[str] = []
+    status = t["status"] + (f" ({t['cause']})" if t["cause"] else "")
+    head = [
+        ("task", t["task_id"]),
+        ("agent", t["agent"] + (f" version {t['version']}" if t["version"] else "")),
+        ("trigger", t["trigger"] + (f" (re-run of {t['rerun_of']})" if t.get("rerun_of") else "")),
+        ("status", status),
+        ("steps", steps_text(t) or str(t["steps_done"])),
+        ("started", t["started_at"] or ""),
+    ]
+    if t["runtime_seconds"] is not None:
+        head.append(("runtime", f"{t['runtime_seconds']:.3f} s"))
+    elif t.get("running_seconds") is not None:
+        head.append(("runtime", f"{t['running_seconds']:.1f} s (running)"))
+    head.append(("tokens", f"{t['input_tokens']} in, {t['output_tokens']} out"))
+    if t.get("cost") is not None:
+        head.append(("cost", f"{t['cost']:.6g}"))
+    if t["score"] is not None:
+        head.append(("score", f"{t['score']:.2f}"))
+    head.append(("trace", trace_text(t)))
+    if t["description"]:
+        head.append(("description", t["description"]))
+    if t["error"]:
+        head.append(("error", t["error"]))
+    width = max(len(k) for k, _ in head)
+    out += [f"{k.ljust(width)}  {v}" for k, v in head]
+    for key in ("input", "output"):
+        text = t.get(key)
+        out += ["", f"{key.upper()}:", _indent(text) if text is not None else "  (not captured)"]
+    out += ["", f"STEPS ({len(t['steps'])} stored):" if t["steps"] else "STEPS: (none stored)"]
+    for s in t["steps"]:
+        line = f"  {s['step_index']}. {s['name']}  {s['status']}"
+        if s["runtime_seconds"] is not None:
+            line += f"  {s['runtime_seconds']:.3f} s"
+        if s["score"] is not None:
+            line += f"  score {s['score']:.2f}"
+        out.append(line)
+        for e in s["evaluations"]:
+            score = "" if e["score"] is None else f" {e['score']:.2f}"
+            out.append(f"       criterion {e['name']}: {e['result'] or '-'}{score}")
+        for c in s["tool_calls"]:
+            out.append(f"       tool {c['tool']}: {c['outcome']}")
+        if s["branch"]:
+            out.append(f"       branch taken: {s['branch']}")
+    return "\n".join(out) + "\n"
+
+
+def _indent(text: str) -> str:
+    try:  # captured content is JSON when it was not a string: print it readably
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
+    return "\n".join("  " + line for line in text.splitlines() or [""])
 
 
 def _failed(store: str, exc: Exception) -> int:

@@ -7,13 +7,17 @@ it (counts add, the newer state wins): nothing is lost while the store is briefl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import semconv as sc
 from ..pipeline.events import (
+    BranchTaken,
     EvaluationRecorded,
     Event,
+    ExecutionContent,
     ExecutionFinished,
     ExecutionResumed,
     ExecutionRunning,
@@ -23,8 +27,9 @@ from ..pipeline.events import (
     StepFinished,
     StepStarted,
     TokensUsed,
+    ToolCallFinished,
 )
-from .schema import STATE
+from .schema import MAX_STEPS_KEPT, STATE
 
 IN_PROGRESS = sc.ExecutionStatus.IN_PROGRESS.value
 PENDING = sc.ExecutionStatus.PENDING.value
@@ -59,6 +64,11 @@ class Delta:
     span_id: str | None = None
     trace_kept: bool | None = None
     steps_total: int | None = None  # declared by the execution (`execution(steps=n)`)
+    input: str | None = None  # captured (`run.record_input()`); the last one recorded
+    output: str | None = None
+    rerun_of: str | None = None  # the case a re-run re-ran
+    # Not a column: the steps that ended in this batch, rows of `schema.STEPS_TABLE`.
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     def state(self, at: float, status: str, **kw: Any) -> None:
         """Take a state seen at `at` if it is the newest so far (the fields it does not name are cleared)."""
@@ -70,11 +80,87 @@ class Delta:
             setattr(self, name, kw.get(name))
 
     def row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "steps"}
 
 
-def fold(batch: list[tuple[float, Event]], into: dict[str, Delta]) -> None:
-    """Apply `(time, event)` pairs, in order, to the per-execution deltas in `into`."""
+MAX_OPEN = 10_000  # executions whose open steps are followed at once; past it the oldest are forgotten
+MAX_ITEMS = 50  # evaluations / tool calls kept per step
+
+
+class StepNotes:
+    """What the steps still open have recorded (evaluations, tool calls, branch), across batches:
+    written with the step when it ends. Bounded; forgotten when the execution ends or suspends."""
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[str, dict[str, Any]] = OrderedDict()  # task id -> its open steps
+
+    def _of(self, task_id: str) -> dict[str, Any]:
+        notes = self._open.get(task_id)
+        if notes is None:
+            notes = self._open[task_id] = {"order": [], "steps": {}, "n": 0}
+            while len(self._open) > MAX_OPEN:
+                self._open.popitem(last=False)
+        return notes
+
+    def _step(self, task_id: str, name: str) -> dict[str, Any]:
+        notes = self._of(task_id)
+        step: dict[str, Any] | None = notes["steps"].get(name)
+        if step is None:
+            step = notes["steps"][name] = {"evaluations": [], "tool_calls": [], "branch": None}
+            notes["order"].append(name)
+        return step
+
+    def started(self, task_id: str, name: str) -> None:
+        self._step(task_id, name)
+
+    def evaluation(self, e: EvaluationRecorded) -> None:
+        items = self._step(e.ref.task_id, e.step)["evaluations"]
+        if len(items) < MAX_ITEMS:
+            items.append({"name": e.name, "result": e.result, "score": e.score})
+
+    def tool_call(self, e: ToolCallFinished) -> None:
+        notes = self._of(e.ref.task_id)
+        if not notes["order"]:
+            return  # no step known to be open: the call stays in the metrics only
+        items = notes["steps"][notes["order"][-1]]["tool_calls"]
+        if len(items) < MAX_ITEMS:
+            items.append({"tool": e.tool, "outcome": e.outcome, "seconds": round(e.duration, 6)})
+
+    def branch(self, e: BranchTaken) -> None:
+        self._step(e.ref.task_id, e.step)["branch"] = e.path
+
+    def finished(self, at: float, e: StepFinished) -> dict[str, Any] | None:
+        """The step's row, or None past the bound of steps kept per execution."""
+        task_id = e.ref.task_id
+        notes = self._of(task_id)
+        step = notes["steps"].pop(e.step, None) or {"evaluations": [], "tool_calls": [], "branch": None}
+        if e.step in notes["order"]:
+            notes["order"].remove(e.step)
+        notes["n"] += 1
+        index = e.step_index or notes["n"]  # the span bridge's steps carry no index
+        if index > MAX_STEPS_KEPT:
+            return None
+        scores = [x["score"] for x in step["evaluations"] if x["score"] is not None]
+        return {
+            "task_id": task_id,
+            "step_index": index,
+            "name": e.step,
+            "status": e.status,
+            "runtime_seconds": e.duration,
+            "ended_at": at,
+            "score": sum(scores) / len(scores) if scores else None,
+            "evaluations": json.dumps(step["evaluations"]) if step["evaluations"] else None,
+            "tool_calls": json.dumps(step["tool_calls"]) if step["tool_calls"] else None,
+            "branch": step["branch"],
+        }
+
+    def ended(self, task_id: str) -> None:
+        self._open.pop(task_id, None)
+
+
+def fold(batch: list[tuple[float, Event]], into: dict[str, Delta], notes: StepNotes | None = None) -> None:
+    """Apply `(time, event)` pairs, in order, to the per-execution deltas in `into` (with `notes`,
+    the steps that end become rows of their own)."""
     for at, event in batch:
         ref = event.ref
         d = into.get(ref.task_id)
@@ -90,7 +176,28 @@ def fold(batch: list[tuple[float, Event]], into: dict[str, Delta]) -> None:
             d.version = ref.version
         if d.steps_total is None:
             d.steps_total = ref.steps
+        if d.rerun_of is None:
+            d.rerun_of = ref.rerun_of
         _apply(d, at, event)
+        if notes is not None:
+            _note(notes, d, at, event)
+
+
+def _note(notes: StepNotes, d: Delta, at: float, e: Event) -> None:
+    if isinstance(e, StepStarted):
+        notes.started(d.task_id, e.step)
+    elif isinstance(e, EvaluationRecorded):
+        notes.evaluation(e)
+    elif isinstance(e, ToolCallFinished):
+        notes.tool_call(e)
+    elif isinstance(e, BranchTaken):
+        notes.branch(e)
+    elif isinstance(e, StepFinished):
+        row = notes.finished(at, e)
+        if row is not None:
+            d.steps.append(row)
+    elif isinstance(e, ExecutionFinished | ExecutionSuspended):
+        notes.ended(d.task_id)
 
 
 def _apply(d: Delta, at: float, e: Event) -> None:
@@ -118,6 +225,11 @@ def _apply(d: Delta, at: float, e: Event) -> None:
         d.state(
             at, PENDING, waiting_reason=e.reason, waiting_since=since, trace_kept=e.trace_kept, runtime_seconds=e.active
         )
+    elif isinstance(e, ExecutionContent):
+        if e.kind == "input":
+            d.input = e.text
+        else:
+            d.output = e.text
     elif isinstance(e, ExecutionResumed):
         pass  # the ExecutionRunning that follows sets the state
     elif isinstance(e, ExecutionFinished):

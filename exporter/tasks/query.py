@@ -6,6 +6,7 @@ a row carries its `trace_id` only when the trace was kept; otherwise `trace` say
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..instrument.carrier import CARRIER_VERSION
 from .backend import Backend
-from .schema import TABLE
+from .schema import STEPS_TABLE, TABLE
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -122,7 +123,59 @@ def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
         "trace_id": r["trace_id"] if kept else None,
         "trace": trace,
         "error": r["error"],
+        # a store of schema < 3 has none of these
+        "input": r.get("input"),
+        "output": r.get("output"),
+        "rerun_of": r.get("rerun_of"),
+        "cost": cost_of(r),
     }
+
+
+def cost_of(r: Mapping[str, Any]) -> float | None:
+    """The execution's cost when the store records one (a column named cost or cost_usd), else None."""
+    for key in ("cost", "cost_usd"):
+        v = r.get(key)
+        if v is not None:
+            return float(v)
+    return None
+
+
+def get_steps(backend: Backend, task_id: str) -> list[dict[str, Any]]:
+    """The execution's stored steps, in order (none from a store of schema < 3)."""
+    try:
+        rows = backend.fetch(f"SELECT * FROM {STEPS_TABLE} WHERE task_id = ? ORDER BY step_index", [task_id])
+    except Exception:  # noqa: BLE001 - an older store has no steps table: no steps to show
+        backend.close()
+        return []
+    for r in rows:
+        for key in ("evaluations", "tool_calls"):
+            r[key] = json.loads(r[key]) if r[key] else []
+    return rows
+
+
+def show_task(backend: Backend, task_id: str) -> dict[str, Any] | None:
+    """One task whole: its row as the list shows it, and its steps in order."""
+    row = get_task(backend, task_id)
+    if row is None:
+        return None
+    task = present(row, time.time())
+    task["steps"] = get_steps(backend, task_id)
+    return task
+
+
+def steps_text(r: Mapping[str, Any]) -> str | None:
+    """ "step k of n" when the execution declared n (k: the steps ended, and the one running), else None."""
+    n = r.get("steps_total")
+    if not n:
+        return None
+    v = r["steps_done"]
+    k = v + 1 if r["status"] == "in_progress" and r["current_step"] and v < n else v
+    return f"step {k} of {n}"
+
+
+def trace_text(r: Mapping[str, Any]) -> str:
+    """The trace id when it was kept, else why there is none (as the table says it)."""
+    return str(r["trace_id"]) if r.get("trace_id") else str(r["trace"])
 
 
 def carrier_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,15 +240,13 @@ def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
             elif key == "runtime_seconds" and v is None and r.get("running_seconds") is not None:
                 v = f"{r['running_seconds']:.1f} (running)"
             elif key == "steps_done" and r.get("steps_total"):
-                n = r["steps_total"]
-                k = v + 1 if r["status"] == "in_progress" and r["current_step"] and v < n else v  # the one running
-                v = f"step {k} of {n}"
+                v = steps_text(r)
             elif key == "description" and v:
                 v = shorten(v, DESCRIPTION_WIDTH)
             elif key == "error" and v:
                 v = shorten(v, ERROR_WIDTH)
             elif key == "trace_id" and v is None:
-                v = r["trace"]
+                v = trace_text(r)
             elif key == "started_at" and v:
                 v = v[:19].replace("T", " ")
             elif isinstance(v, float):

@@ -14,7 +14,7 @@ Dialect = Literal["sqlite", "postgresql"]
 
 TABLE: Final = "agent_tasks"
 VERSION_TABLE: Final = "agent_exporter_schema"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 # A constant key for pg_advisory_xact_lock: "agentexp" as an int.
 ADVISORY_LOCK: Final = 0x6167656E74657870 & 0x7FFFFFFFFFFFFFFF
 
@@ -49,9 +49,31 @@ COLUMNS: Final[dict[str, tuple[str, str]]] = {
     "trace_kept": ("INTEGER", "BOOLEAN"),
     # Added in version 2: the number of steps the execution declared (`execution(steps=n)`), if it did.
     "steps_total": ("INTEGER", "INTEGER"),
+    # Added in version 3 (re-runs): the captured input and output (`run.record_input()` /
+    # `record_output()`: masked, redacted, truncated), and the case a re-run re-ran (its task id).
+    "input": ("TEXT", "TEXT"),
+    "output": ("TEXT", "TEXT"),
+    "rerun_of": ("TEXT", "TEXT"),
 }
 # Columns later migrations add: the table version 1 creates leaves them out.
-LATER_COLUMNS: Final = ("steps_total",)
+LATER_COLUMNS: Final = ("steps_total", "input", "output", "rerun_of")
+
+# Each execution's steps, in order, bounded per execution (version 3): written when a step ends.
+STEPS_TABLE: Final = "agent_task_steps"
+MAX_STEPS_KEPT: Final = 200  # steps stored per execution; the rest are counted in steps_done only
+STEP_COLUMNS: Final[dict[str, tuple[str, str]]] = {
+    "task_id": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "step_index": ("INTEGER NOT NULL", "INTEGER NOT NULL"),  # 1..n, the order steps were entered
+    "name": ("TEXT NOT NULL", "TEXT NOT NULL"),
+    "status": ("TEXT NOT NULL", "TEXT NOT NULL"),  # passed, failed, needs_review
+    "runtime_seconds": ("REAL", "DOUBLE PRECISION"),
+    "ended_at": ("REAL", "DOUBLE PRECISION"),
+    "score": ("REAL", "DOUBLE PRECISION"),  # mean of the step's evaluation scores
+    # JSON arrays: [{"name", "result", "score"}], [{"tool", "outcome", "seconds"}]
+    "evaluations": ("TEXT", "TEXT"),
+    "tool_calls": ("TEXT", "TEXT"),
+    "branch": ("TEXT", "TEXT"),  # the path taken at the step's decision, if it made one
+}
 
 # The dashboard's and the CLI's queries, and the waiting gauges, use these.
 INDEXES: Final = (
@@ -86,7 +108,26 @@ def migrations(dialect: Dialect) -> dict[int, list[str]]:
     return {
         1: [create_table(dialect), *INDEXES],
         2: [f"ALTER TABLE {TABLE} ADD COLUMN steps_total INTEGER"],
+        3: [
+            *(f"ALTER TABLE {TABLE} ADD COLUMN {c} TEXT" for c in ("input", "output", "rerun_of")),
+            create_steps_table(dialect),
+        ],
     }
+
+
+def create_steps_table(dialect: Dialect) -> str:
+    i = 0 if dialect == "sqlite" else 1
+    cols = ",\n  ".join(f"{name} {types[i]}" for name, types in STEP_COLUMNS.items())
+    return f"CREATE TABLE IF NOT EXISTS {STEPS_TABLE} (\n  {cols},\n  PRIMARY KEY (task_id, step_index)\n)"
+
+
+def insert_step(dialect: Dialect) -> str:
+    """A step is written once, when it ends; a repeated write (a retried batch) changes nothing."""
+    ph = ", ".join(placeholder(dialect, c) for c in STEP_COLUMNS)
+    return (
+        f"INSERT INTO {STEPS_TABLE} ({', '.join(STEP_COLUMNS)}) VALUES ({ph})\n"
+        "ON CONFLICT (task_id, step_index) DO NOTHING"
+    )
 
 
 def placeholder(dialect: Dialect, name: str) -> str:
@@ -117,6 +158,9 @@ def upsert(dialect: Dialect) -> str:
         f"state_at = CASE WHEN {newer} THEN excluded.state_at ELSE {t}.state_at END",
         f"current_step = COALESCE(excluded.current_step, {t}.current_step)",
         f"steps_total = COALESCE({t}.steps_total, excluded.steps_total)",
+        f"input = COALESCE(excluded.input, {t}.input)",  # the last recorded wins
+        f"output = COALESCE(excluded.output, {t}.output)",
+        f"rerun_of = COALESCE({t}.rerun_of, excluded.rerun_of)",
         *(f"{c} = {t}.{c} + excluded.{c}" for c in ADDED),
     ]
     return (

@@ -28,7 +28,7 @@ from ..pipeline.events import (
 )
 from ..semconv import DropReason
 from .backend import Backend, redact_url
-from .fold import Delta, fold
+from .fold import Delta, StepNotes, fold
 
 if TYPE_CHECKING:
     from ..pipeline.metrics import Metrics
@@ -42,9 +42,7 @@ PURGE_EVERY = 3600.0
 MAX_BACKOFF = 30.0
 
 T = TypeVar("T")
-_STATE_EVENTS = frozenset(
-    {ExecutionStarted, ExecutionRunning, ExecutionWaiting, ExecutionSuspended, ExecutionFinished}
-)
+_STATE_EVENTS = frozenset({ExecutionStarted, ExecutionRunning, ExecutionWaiting, ExecutionSuspended, ExecutionFinished})
 
 
 class TaskSink:
@@ -79,6 +77,7 @@ class TaskSink:
     def _start(self) -> None:
         self._q: deque[tuple[float, Event]] = deque()
         self._held: dict[str, Delta] = {}
+        self._notes = StepNotes()  # what open steps recorded, written when they end
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._stopping = False
@@ -139,7 +138,7 @@ class TaskSink:
             batch.append(q.popleft())
         if batch:
             self._idle.clear()
-            fold(batch, self._held)
+            fold(batch, self._held, self._notes)
         now = time.monotonic()
         if self._held and (now >= self._retry_at or self._stopping):
             self._write(now)
@@ -155,8 +154,9 @@ class TaskSink:
 
     def _write(self, now: float) -> None:
         rows = [d.row() for d in self._held.values()]
+        steps = [s for d in self._held.values() for s in d.steps]
         try:
-            self.backend.write(rows)
+            self.backend.write(rows, steps)
         except Exception as exc:  # noqa: BLE001 - any driver error: keep, retry later, count past the bound
             self._failed(now, exc)
             if len(self._held) > self.max_held_rows:
