@@ -18,6 +18,7 @@ import exporter
 from exporter.rerun.cases import load
 from exporter.rerun.report import Rule
 from exporter.tasks.backend import Backend
+from exporter.testing import fresh_registry
 from tests import rerun_agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,3 +301,26 @@ def test_a_case_over_its_timeout_fails_with_cause_timeout() -> None:
         got = {c["id"]: (c["verdict"], c["after"]["status"], c["after"]["cause"]) for c in report.cases}
         assert got["T-1"] == ("regressed", "failed", "timeout"), fn.__name__
         assert got["T-0"] == got["T-2"] == ("still_passing", "completed", None)
+
+
+def _priced_agent(tokens: int) -> Any:
+    def run_case(case_input: Any) -> None:
+        with exporter.execution("pricey", task_id="ignored") as run:
+            with run.step("Answer") as step:
+                step.record_usage(input_tokens=tokens, output_tokens=0, model="my-model")
+
+    return run_case
+
+
+def test_the_report_compares_cost_and_cost_increase_trips() -> None:
+    """Cases recorded at $0.10 each, re-run at $0.15 (a price override): cost 0.2 -> 0.3, +50% trips >20%."""
+    exporter.configure(metrics_port=None, registry=fresh_registry(), log_level="off",
+                       prices={"my-model": {"input": 1.0, "output": 0.0}})  # fmt: skip
+    cases = [{"id": f"C-{i}", "agent": "pricey", "input": {"i": i}, "status": "completed", "cost": 0.1}
+             for i in range(2)]  # fmt: skip
+    report = exporter.rerun(cases, _priced_agent(150_000), version="v2")  # 150k tokens x $1/M = $0.15
+    after = [c["after"]["cost"] for c in report.to_dict()["cases"]]
+    assert after == [pytest.approx(0.15), pytest.approx(0.15)]
+    assert report.summary["cost_before"] == pytest.approx(0.2) and report.summary["cost_after"] == pytest.approx(0.3)
+    (rule,) = report.check("cost_increase>20%")
+    assert rule["tripped"] is True and rule["value"] == pytest.approx(0.5)

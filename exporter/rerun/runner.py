@@ -49,6 +49,7 @@ class _Run:
     runtime: float | None = None
     score: float | None = None
     error: str | None = None
+    cost: float | None = None  # USD of its priced model usage (None: unpriced, or prices off)
     input_tokens: int = 0
     output_tokens: int = 0
     output: str | None = None
@@ -74,7 +75,7 @@ class _Collector:
             return
         if isinstance(event, ExecutionFinished):
             run.status, run.cause, run.runtime, run.score = event.status, event.cause, event.runtime, event.score
-            run.error = event.error
+            run.error, run.cost = event.error, event.cost
         elif isinstance(event, EvaluationRecorded):
             run.evaluations.append({"name": event.name, "result": event.result, "score": event.score})
         elif isinstance(event, TokensUsed):
@@ -261,7 +262,7 @@ def _after(run: _Run, exc: BaseException | None, timed_out: bool, timeout: float
         runtime=run.runtime,
         input_tokens=run.input_tokens,
         output_tokens=run.output_tokens,
-        cost=None,  # no cost is recorded per execution yet (issue 24)
+        cost=run.cost,
         score=run.score,
         evaluations=run.evaluations,
         error=error,
