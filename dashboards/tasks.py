@@ -234,15 +234,19 @@ def tasks() -> dict[str, Any]:
     g.add(24, sql_table(
         "Recent executions",
         "Executions started in the time range, newest first: status, failure cause, runtime "
-        "(pending excluded), mean evaluation score, tokens. trace_id links to the trace in Jaeger "
+        "(pending excluded), mean evaluation score, tokens, cost (USD of its priced model calls, all "
+        "its parts; empty when unknown: prices off, or only models without a price; a lower bound "
+        "when unpriced_tokens > 0). trace_id links to the trace in Jaeger "
         f"only where the trace was kept; '{NOT_KEPT}' rows have no link.",
         "SELECT task_id, agent, trigger, status, cause, runtime_seconds AS runtime,\n"
         "  COALESCE(score, score_sum / NULLIF(score_n, 0)) AS score, input_tokens + output_tokens AS tokens,\n"
+        "  cost_usd AS cost, unpriced_tokens,\n"
         "  to_timestamp(started_at) AS started, steps_done AS steps, description, error,\n"
         f"  CASE WHEN trace_kept THEN trace_id END AS trace_id, {TRACE_TEXT}\n"
         f"FROM {t}\n" + where(IN_RANGE, sql_var_filter("status", "status"), *FILTERS)
         + "\nORDER BY started_at DESC\nLIMIT 1000",
-        [by_name("runtime", ("unit", "s")), by_name("score", ("decimals", 2)), STATUS_OVERRIDE, TRACE_OVERRIDE],
+        [by_name("runtime", ("unit", "s")), by_name("score", ("decimals", 2)),
+         by_name("cost", ("unit", "currencyUSD"), ("decimals", 4)), STATUS_OVERRIDE, TRACE_OVERRIDE],
     ))  # fmt: skip
     return dashboard(
         UIDS["tasks"],

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from exporter import semconv
-from exporter.demo.agents import SCENARIOS
+from exporter.demo.agents import BASELINED, SCENARIOS
 from tests.servers import PrometheusServer, free_port, missing, wait_until
 from tests.test_stack import PROMETHEUS_CONFIG, readme_main_command
 
@@ -177,6 +177,9 @@ def test_demo_fills_every_contract_metric_through_the_stacks_scrape_config(
         "count by (agent) (agent_executions_started_total)": {"invoice", "support-email", "daily-report"},
         "count by (reason) (agent_execution_pending_duration_seconds_count)": {"queued", "approval"},
         "count by (status) (agent_executions_finished_total)": {"completed", "failed", "cancelled"},
+        "count by (model) (agent_cost_usd_total)": {"gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5"},
+        "count by (model) (agent_llm_unpriced_tokens_total)": {"opus-mt-mul-en"},
+        'count by (type) (agent_llm_tokens_total{model="gpt-4o"})': {"input", "output", "cache_read", "cache_write"},
     }  # fmt: skip
     for expr, want in checks.items():
         label = expr.split("(")[1].split(")")[0]
@@ -219,6 +222,8 @@ INTENDED: dict[str, list[tuple[str, dict[str, str]]]] = {
         ("AgentCompletionErrorBudgetBurn", {"agent": "daily-report"}),
     ],
     "failing-trigger": [("AgentTriggerCompletionRateLow", {"agent": "support-email", "trigger": "webhook"})],
+    # against its own past: needs healthy history first (test_cost_spike_fires_against_the_agents_own_baseline)
+    "cost-spike": [("AgentCostSpike", {"agent": "support-email"})],
 }
 # The healthy parts of the same run, which must stay quiet: alert -> labels it must not fire with.
 CONTROLS: list[tuple[str, dict[str, str]]] = [
@@ -253,11 +258,13 @@ def test_every_scenario_has_an_intended_alert() -> None:
 def test_each_scenario_makes_its_alert_fire(
     demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
 ) -> None:
-    """All scenarios at once (each hits its own agent) against the shipped rules with short windows."""
+    """All scenarios at once (each hits its own agent) against the shipped rules with short windows
+    (but the ones that compare with the agent's own past: tested on their own, below)."""
     rules = short_rules(tmp_path)
-    d = demo("--scenario", "all", "--rate", "30", "--speed", "100", "--duration", "90", "--progress-interval", "5")
+    now = ",".join(name for name in SCENARIOS if name not in BASELINED)
+    d = demo("--scenario", now, "--rate", "30", "--speed", "100", "--duration", "90", "--progress-interval", "5")
     prom = prometheus_factory(compose_prometheus_config({"demo": d.port}), rule_files=[rules])
-    wanted = [(s, a, w) for s, pairs in INTENDED.items() for a, w in pairs]
+    wanted = [(s, a, w) for s, pairs in INTENDED.items() if s not in BASELINED for a, w in pairs]
     t0 = time.monotonic()
     seen: dict[str, float] = {}
 
@@ -281,6 +288,65 @@ def test_each_scenario_makes_its_alert_fire(
     started = time.monotonic()
     assert d.stop() == 0
     assert time.monotonic() - started < 10
+
+
+COST_WINDOW = "15s"
+# Seconds of healthy traffic: the baseline (the same 15 s one period earlier) must cover a whole
+# window of scrapes, not the first seconds when Prometheus' increase() sees only part of one.
+SPIKE_AFTER = 46
+
+
+def test_cost_spike_fires_against_the_agents_own_baseline(
+    demo: Callable[..., Demo], prometheus_factory: Callable[..., PrometheusServer], tmp_path: Path
+) -> None:
+    """cost-spike after 46 s of healthy traffic: AgentCostSpike (the shipped rule, rendered with 15 s
+    windows and the baseline one 15 s period back, the default 3x factor and $5 floor) is quiet while
+    every agent spends as it did a period earlier, then fires for support-email; invoice and
+    daily-report stay quiet."""
+    from alert_rules.render import Params, render_rules
+
+    rules = tmp_path / "agent-rules.yml"
+    params = Params.short(window=COST_WINDOW, baseline_period=COST_WINDOW, baseline_periods=1,
+                          stall_window=COST_WINDOW, interval="1s")  # fmt: skip
+    assert (params.cost_spike_factor, params.cost_spike_min_usd) == (3.0, 5.0)
+    rules.write_text(render_rules(params))
+    d = demo("--scenario", "cost-spike", "--scenario-delay", str(SPIKE_AFTER), "--rate", "30", "--speed", "100",
+             "--duration", "90", "--progress-interval", "5")  # fmt: skip
+    t0 = time.monotonic()
+    prom = prometheus_factory(compose_prometheus_config({"demo": d.port}), rule_files=[rules])
+    spend = f"agent:agent_cost_usd_total:increase{COST_WINDOW}"
+
+    def values(expr: str) -> dict[str, float]:
+        return {s["metric"]["agent"]: float(s["value"][1]) for s in prom.query(expr)}
+
+    agents = {"invoice", "support-email", "daily-report"}
+    wait_until(lambda: prom.query("agent_cost_usd_total"), 20, interval=0.2, describe=d.output)
+    first_scrape = time.monotonic() - t0
+    wait_until(lambda: set(values(spend + "_baseline")) == agents, SPIKE_AFTER, interval=0.5,
+               describe=lambda: f"baselines: {values(spend + '_baseline')}\n{d.output()[-1500:]}")  # fmt: skip
+    # A baseline of a whole window: 15 s of scrapes (increase() over the first seconds sees only
+    # part of one), one period (15 s) before now.
+    mature = first_scrape + 2 * 15 + 2
+    assert mature < SPIKE_AFTER - 1, f"Prometheus scraped first {first_scrape:.1f} s in: too late to see a baseline"
+    time.sleep(max(0.0, mature - (time.monotonic() - t0)))
+    healthy, usual = values(spend), values(spend + "_baseline")
+    assert time.monotonic() - t0 < SPIKE_AFTER, "the spike began before the healthy check"
+    assert not [f for f in _firing(prom) if f["alertname"] == "AgentCostSpike"], healthy
+    assert all(healthy[a] < 1.5 * usual[a] for a in agents), (healthy, usual)  # the ratio holds, not only the floor
+
+    def fired() -> bool:
+        return any(_matches(f, "AgentCostSpike", {"agent": "support-email"}) for f in _firing(prom))
+
+    wait_until(fired, 40, interval=0.5, describe=lambda: f"spend: {values(spend)}, baseline: "
+               f"{values(spend + '_baseline')}, firing: {_firing(prom)}\n{d.output()[-1500:]}")  # fmt: skip
+    after = round(time.monotonic() - t0 - SPIKE_AFTER, 1)
+    spiked, baseline = values(spend), values(spend + "_baseline")
+    assert spiked["support-email"] > 3 * baseline["support-email"] and spiked["support-email"] >= 5
+    assert {f["agent"] for f in _firing(prom) if f["alertname"] == "AgentCostSpike"} == {"support-email"}
+    print(f"first scrape {first_scrape:.1f} s; AgentCostSpike fired {after} s into the spike; "
+          f"healthy 15 s spend {healthy} (baseline {usual}); "
+          f"then {spiked} against baselines {baseline}")
+    assert d.stop() == 0
 
 
 # --------------------------------------------------------------------------- acceptance 4

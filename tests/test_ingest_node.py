@@ -105,7 +105,12 @@ def test_node_agent_metrics_on_a_real_scrape_and_spans_downstream(
         'agent_tool_calls_total{agent="node-billing",tool="lookup",outcome="success"}': 3,
         'agent_tool_calls_total{agent="node-billing",tool="lookup",outcome="error"}': 1,
         'agent_steps_total{agent="node-billing",step="chat plan",status="passed"}': 4,
-        'agent_tokens_total{agent="node-billing",step="chat answer",type="input"}': 400,
+        'agent_tokens_total{agent="node-billing",step="chat answer",type="input"}': 4 * 2000,
+        'agent_llm_tokens_total{agent="node-billing",provider="openai",model="gpt-4o-mini",type="cache_read"}': 4096,
+        'agent_llm_tokens_total{agent="node-billing",provider="anthropic",model="claude-sonnet-4-5",'
+        'type="cache_write"}': 6000,
+        'agent_llm_tokens_total{agent="node-billing",type="input"}': 4 * 3200,  # the root's totals not added
+        'agent_llm_calls_total{agent="node-billing",outcome="success"}': 8,
         'agent_evaluations_total{agent="node-billing",step="execution",evaluation="relevance",result="pass"}': 1,
         f"agent_execution_evaluation_score_count{{{a}}}": 1,
         "agent_ingest_spans_received_total": 16,
@@ -118,6 +123,18 @@ def test_node_agent_metrics_on_a_real_scrape_and_spans_downstream(
     last = wait_until(lambda: (v := scraped()) == expected and v, timeout=30, describe=lambda: str(scraped()))
     assert last == expected
     assert prom.query_value('agent_ingest_requests_total{code="401"}') in (None, 0)
+    # Cost by hand, genai-prices' USD per million tokens (uncached input = input - cache parts):
+    # gpt-4o-mini (0.15 in, 0.075 cache read, 0.60 out): 176 x 0.15 + 1,024 x 0.075 + 30 x 0.60 = 121.2
+    # claude-sonnet-4-5 (3 in, 3.75 cache write, 15 out): 500 x 3 + 1,500 x 3.75 + 200 x 15 = 10,125
+    mini, sonnet = 4 * 121.2e-6, 4 * 10_125e-6
+    cost = {
+        'agent_cost_usd_total{agent="node-billing",provider="openai",model="gpt-4o-mini"}': mini,
+        'agent_cost_usd_total{agent="node-billing",provider="anthropic",model="claude-sonnet-4-5"}': sonnet,
+        f"agent_execution_cost_usd_sum{{{a}}}": mini + sonnet,
+        f"agent_execution_cost_usd_count{{{a}}}": 4,
+    }
+    assert {q: prom.query_value(f"sum({q})") for q in cost} == pytest.approx(cost, rel=1e-9)
+    assert prom.query_value("sum(agent_llm_unpriced_tokens_total)") in (None, 0)
 
 
 def _readme_ingest_section() -> tuple[list[str], str]:

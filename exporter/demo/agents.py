@@ -55,7 +55,26 @@ SCENARIOS: dict[str, tuple[str, str, str]] = {
         "AgentTriggerCompletionRateLow",
         SUPPORT,
     ),
+    "cost-spike": (
+        "a prompt change puts each customer's whole ticket history into the support-email reply "
+        "model's context: about 30x the input tokens, so about 20x the spend",
+        "AgentCostSpike",
+        SUPPORT,
+    ),
 }
+# Scenarios whose alert compares with the agent's own past (a baseline): they need healthy history
+# before they start (`--scenario-delay`), so they are checked on their own (tests/test_demo.py).
+BASELINED: frozenset[str] = frozenset({"cost-spike"})
+
+# The models the agents call (three, priced by genai-prices): the invoice extraction reuses a cached
+# prompt (cache reads, and a cache write when the cache is cold), the support classifier is small.
+EXTRACT_MODEL = ("openai", "gpt-4o")
+CLASSIFY_MODEL = ("openai", "gpt-4o-mini")
+WRITE_MODEL = ("anthropic", "claude-sonnet-4-5")
+# And one no price list knows: support emails not in English are translated first by a self-hosted
+# model; its tokens are counted unpriced (agent_llm_unpriced_tokens_total), never guessed.
+TRANSLATE_MODEL = ("self-hosted", "opus-mt-mul-en")
+MODELS = (EXTRACT_MODEL, CLASSIFY_MODEL, WRITE_MODEL, TRANSLATE_MODEL)
 
 # Targets in simulated seconds; time objectives are divided by the speed factor.
 _OBJECTIVES: dict[str, dict[str, float]] = {
@@ -147,14 +166,6 @@ def _tool(step: Any, sim: Sim, tool: str, seconds: float, *, error: float = 0.0,
             raise exporter.ToolError(message or f"{tool} answered 503 Service Unavailable")
 
 
-def _model(step: Any, model: str, provider: str, tokens_in: int, tokens_out: int, *, cache_read: int = 0,
-           cache_write: int = 0) -> None:  # fmt: skip
-    """One model call's usage, priced by model (an in-house model has no public price: unpriced)."""
-    with step.llm_call(model, provider=provider) as call:
-        call.record_usage(input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=cache_read,
-                          cache_write_tokens=cache_write)  # fmt: skip
-
-
 def _with_retries(step: Any, sim: Sim, rng: random.Random, tool: str, seconds: float, error: float,
                   attempts: int = 4, timeout: float = 0.0) -> None:  # fmt: skip
     """Call a flaky integration the way agents do: retry with backoff, give up after `attempts`."""
@@ -166,6 +177,19 @@ def _with_retries(step: Any, sim: Sim, rng: random.Random, tool: str, seconds: f
             if attempt == attempts:
                 raise
             sim.sleep(0.5 * 2**attempt)
+
+
+def _model_call(step: Any, sim: Sim, rng: random.Random, model: tuple[str, str], seconds: float,
+                usage: Callable[[Any], None], *, error: float = 0.0, timeout: float = 0.0,
+                message: str = "", run: Any = None) -> None:  # fmt: skip
+    """One model call, through the `custom_gpt` integration (a tool call) as before: its latency,
+    outcome and usage (priced by model) are the model call's too. No usage once `run` has ended
+    (the library failed it for running too long while the model hung)."""
+    provider, name = model
+    with step.llm_call(name, provider=provider) as call:
+        _tool(step, sim, "custom_gpt", seconds, error=error, timeout=timeout, rng=rng, message=message)
+        if run is None or not run.ended:
+            usage(call)
 
 
 # ============================================================================ invoice
@@ -201,12 +225,14 @@ def invoice(sim: Sim, rng: random.Random, n: int) -> Any:
                 latency = _lognormal(rng, 8.0, 0.35) * (8.0 if sim.active("slow-step") else 1.0)
                 if rng.random() < 0.002:
                     latency = 400.0  # the model hangs: the library's max_duration fails it (timeout)
-                _tool(step, sim, "custom_gpt", latency, error=0.005, timeout=0.002, rng=rng,
-                      message="custom_gpt returned malformed JSON")  # fmt: skip
+                cold = rng.random() < 0.05  # the cached extraction prompt expired: written again
+                cached = 128 * rng.randint(10, 12)  # the instructions and schema, cached in blocks
+                _model_call(step, sim, rng, EXTRACT_MODEL, latency, lambda call: call.record_usage(
+                    rng.randint(1800, 4200), rng.randint(150, 500),
+                    cache_read_tokens=0 if cold else cached, cache_write_tokens=cached if cold else 0,
+                ), error=0.005, timeout=0.002, message="custom_gpt returned malformed JSON", run=run)  # fmt: skip
                 if run.ended:
                     return run
-                tin = rng.randint(1800, 4200)
-                _model(step, "gpt-4o", "openai", tin, rng.randint(150, 500), cache_read=tin // 2)
                 accuracy = _score(rng, 0.94, 0.04)
                 step.evaluate("extraction_accuracy", score=accuracy, explanation="fields matched against the scan")
                 if accuracy < 0.80:
@@ -308,8 +334,13 @@ def support_email(sim: Sim, rng: random.Random, n: int) -> Any:
                 if lost or rng.random() < 0.01:
                     raise exporter.MissingData("the message has no ticket id (webhook payload incomplete)")
             with run.step("Classify the Request", tool="custom_gpt") as step:
-                _tool(step, sim, "custom_gpt", _lognormal(rng, 2.5, 0.4), error=0.005, timeout=0.002, rng=rng)
-                _model(step, "gpt-4o-mini", "openai", rng.randint(400, 1500), rng.randint(5, 30))
+                if rng.random() < 0.1:  # not in English: translated first
+                    with step.llm_call(TRANSLATE_MODEL[1], provider=TRANSLATE_MODEL[0]) as call:
+                        sim.sleep(_lognormal(rng, 1.0, 0.3))
+                        call.record_usage(rng.randint(300, 1200), rng.randint(300, 1200))
+                _model_call(step, sim, rng, CLASSIFY_MODEL, _lognormal(rng, 2.5, 0.4),
+                            lambda call: call.record_usage(rng.randint(400, 1500), rng.randint(5, 30)),
+                            error=0.005, timeout=0.002)  # fmt: skip
                 confidence = _score(rng, 0.93, 0.05)
                 step.evaluate("classification_confidence", score=confidence)
                 step.branch(selected=category, not_selected=[c for c in CATEGORIES if c != category],
@@ -317,10 +348,10 @@ def support_email(sim: Sim, rng: random.Random, n: int) -> Any:
             with run.step("Look Up the Customer", tool="zendesk") as step:
                 _with_retries(step, sim, rng, "zendesk", 0.8, 0.02, attempts=3)
             with run.step("Draft the Reply", tool="custom_gpt") as step:
-                _tool(step, sim, "custom_gpt", _lognormal(rng, 12.0, 0.4), error=0.005, timeout=0.002, rng=rng)
-                tin = rng.randint(2000, 6000)
-                _model(step, "claude-sonnet-4-5", "anthropic", tin, rng.randint(200, 700), cache_read=tin // 3,
-                       cache_write=tin // 10)  # fmt: skip
+                history = 30 if sim.active("cost-spike") else 1  # the whole ticket history in the context
+                _model_call(step, sim, rng, WRITE_MODEL, _lognormal(rng, 12.0, 0.4),
+                            lambda call: call.record_usage(history * rng.randint(2000, 6000), rng.randint(200, 700)),
+                            error=0.005, timeout=0.002)  # fmt: skip
                 quality = _score(rng, 0.55 if sim.active("falling-scores") else 0.90, 0.06)
                 step.evaluate("reply_quality", score=quality, explanation="LLM judge against the support rubric")
                 polite = rng.random() > 0.015
@@ -368,8 +399,9 @@ def _report(sim: Sim, rng: random.Random, trigger: str, task_id: str | None, tea
                         raise exporter.MissingData(f"yesterday's partition for {team} is not loaded")
                     step.branch("previous partition", ["yesterday's partition"], reason="not loaded yet")
             with run.step("Summarise the Metrics", tool="custom_gpt") as step:
-                _tool(step, sim, "custom_gpt", _lognormal(rng, 20.0, 0.4), error=0.003, rng=rng)
-                _model(step, "report-summariser-v2", "internal", rng.randint(3000, 9000), rng.randint(300, 900))
+                _model_call(step, sim, rng, EXTRACT_MODEL, _lognormal(rng, 20.0, 0.4),
+                            lambda call: call.record_usage(rng.randint(3000, 9000), rng.randint(300, 900)),
+                            error=0.003)  # fmt: skip
                 step.evaluate("summary_faithfulness", score=_score(rng, 0.92, 0.04))
             with run.step("Post to Slack", tool="slack") as step:
                 _tool(step, sim, "slack", _lognormal(rng, 0.4, 0.3), error=0.005, rng=rng)

@@ -69,6 +69,11 @@ class Delta:
     rerun_of: str | None = None  # the case a re-run re-ran
     # Not a column: the steps that ended in this batch, rows of `schema.STEPS_TABLE`.
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # USD of the priced usage in this batch, added to the row's; None: nothing known about cost here
+    cost_usd: float | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    unpriced_tokens: int = 0  # tokens of models with no known price (never priced, never guessed)
 
     def state(self, at: float, status: str, **kw: Any) -> None:
         """Take a state seen at `at` if it is the newest so far (the fields it does not name are cleared)."""
@@ -208,6 +213,12 @@ def _apply(d: Delta, at: float, e: Event) -> None:
     elif isinstance(e, TokensUsed):
         d.input_tokens += e.input
         d.output_tokens += e.output
+        d.cache_read_tokens += e.cache_read
+        d.cache_write_tokens += e.cache_write
+        if e.cost is not None:
+            d.cost_usd = e.cost + (d.cost_usd or 0.0)
+        elif e.unpriced:
+            d.unpriced_tokens += e.input + e.output
     elif isinstance(e, EvaluationRecorded):
         if e.score is not None:
             d.score_sum += e.score
@@ -233,6 +244,10 @@ def _apply(d: Delta, at: float, e: Event) -> None:
     elif isinstance(e, ExecutionResumed):
         pass  # the ExecutionRunning that follows sets the state
     elif isinstance(e, ExecutionFinished):
+        # Its cost is the whole execution's, already added part by part (TokensUsed, in whichever
+        # process ran each part): a priced end only says the cost is known, $0 if nothing was spent.
+        if e.cost is not None and d.cost_usd is None:
+            d.cost_usd = 0.0
         d.state(
             at,
             e.status,

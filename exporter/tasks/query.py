@@ -120,6 +120,12 @@ def present(r: Mapping[str, Any], now: float) -> dict[str, Any]:
         "score": score,
         "input_tokens": r["input_tokens"],
         "output_tokens": r["output_tokens"],
+        # A store older than schema 3 has no cost columns: its cost is unknown, its cache parts 0.
+        "cache_read_tokens": r.get("cache_read_tokens", 0),
+        "cache_write_tokens": r.get("cache_write_tokens", 0),
+        # USD of the priced model usage; None when unknown (prices off, only unpriced models)
+        "cost_usd": r.get("cost_usd"),
+        "unpriced_tokens": r.get("unpriced_tokens", 0),  # not in cost_usd: a cost beside them is a lower bound
         "trace_id": r["trace_id"] if kept else None,
         "trace": trace,
         "error": r["error"],
@@ -216,18 +222,29 @@ def shorten(text: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1].rstrip() + "…"
 
 
+UNKNOWN_COST = "—"
+
+
+def cost_text(cost: float | None, unpriced_tokens: int = 0) -> str:
+    """`$0.0123`; `—` when unknown; `≥$0.0123` when some of the usage had no price (a lower bound)."""
+    if cost is None:
+        return UNKNOWN_COST
+    return f"{'≥' if unpriced_tokens else ''}${cost:.4f}"
+
+
 def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
     """The CLI's table: a few columns, each as (header, cells).
 
     RUNTIME s is the active runtime of an ended execution, and for a running one the time since it
     started, marked `(running)`; STEPS is the steps ended, or "step k of n" when the execution
-    declared n (k: the steps ended, and the one running while it runs); DESCRIPTION and ERROR are
-    shortened to one line (`--json` has them whole).
+    declared n (k: the steps ended, and the one running while it runs); COST is `cost_text`;
+    DESCRIPTION and ERROR are shortened to one line (`--json` has them whole).
     """
     picks = [
         ("TASK ID", "task_id"), ("AGENT", "agent"), ("TRIGGER", "trigger"), ("STATUS", "status"),
         ("CAUSE", "cause"), ("STARTED (UTC)", "started_at"), ("RUNTIME s", "runtime_seconds"),
-        ("STEPS", "steps_done"), ("STEP / WAITING", "current_step"), ("SCORE", "score"), ("TRACE", "trace_id"),
+        ("STEPS", "steps_done"), ("STEP / WAITING", "current_step"), ("SCORE", "score"), ("COST", "cost_usd"),
+        ("TRACE", "trace_id"),
         ("DESCRIPTION", "description"), ("ERROR", "error"),
     ]  # fmt: skip
     out = []
@@ -241,6 +258,8 @@ def columns_for_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list
                 v = f"{r['running_seconds']:.1f} (running)"
             elif key == "steps_done" and r.get("steps_total"):
                 v = steps_text(r)
+            elif key == "cost_usd":
+                v = cost_text(v, r.get("unpriced_tokens") or 0)
             elif key == "description" and v:
                 v = shorten(v, DESCRIPTION_WIDTH)
             elif key == "error" and v:

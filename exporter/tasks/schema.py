@@ -14,7 +14,7 @@ Dialect = Literal["sqlite", "postgresql"]
 
 TABLE: Final = "agent_tasks"
 VERSION_TABLE: Final = "agent_exporter_schema"
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 # A constant key for pg_advisory_xact_lock: "agentexp" as an int.
 ADVISORY_LOCK: Final = 0x6167656E74657870 & 0x7FFFFFFFFFFFFFFF
 
@@ -54,9 +54,21 @@ COLUMNS: Final[dict[str, tuple[str, str]]] = {
     "input": ("TEXT", "TEXT"),
     "output": ("TEXT", "TEXT"),
     "rerun_of": ("TEXT", "TEXT"),
+    # Added in version 4 (issue 24): USD of the execution's priced model usage, summed over its
+    # parts; NULL when unknown (prices off, or only models without a price): never a silent 0.
+    "cost_usd": ("REAL", "DOUBLE PRECISION"),
+    # The cache parts of input_tokens, and the tokens of models with no known price (not in cost_usd).
+    "cache_read_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+    "cache_write_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
+    "unpriced_tokens": ("INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0"),
 }
 # Columns later migrations add: the table version 1 creates leaves them out.
-LATER_COLUMNS: Final = ("steps_total", "input", "output", "rerun_of")
+LATER_COLUMNS: Final = (
+    "steps_total", "input", "output", "rerun_of",  # versions 2 and 3
+    "cost_usd", "cache_read_tokens", "cache_write_tokens", "unpriced_tokens",  # version 4
+)
+# Version 4's columns, added by ALTER TABLE (their types as in COLUMNS).
+COST_COLUMNS: Final = ("cost_usd", "cache_read_tokens", "cache_write_tokens", "unpriced_tokens")
 
 # Each execution's steps, in order, bounded per execution (version 3): written when a step ends.
 STEPS_TABLE: Final = "agent_task_steps"
@@ -88,7 +100,10 @@ INDEXES: Final = (
 
 
 # Counts each process adds to, whatever order they write in.
-ADDED: Final = ("steps_done", "score_sum", "score_n", "input_tokens", "output_tokens")
+ADDED: Final = (
+    "steps_done", "score_sum", "score_n", "input_tokens", "output_tokens",
+    "cache_read_tokens", "cache_write_tokens", "unpriced_tokens",
+)  # fmt: skip
 # The state: taken together, from the change with the newest `state_at` (in upsert, and within a
 # batch by `fold.Delta.state`, which clears the ones a state does not name).
 STATE: Final = (
@@ -105,6 +120,7 @@ def create_table(dialect: Dialect) -> str:
 
 # version -> the statements that bring the schema from version-1 to it.
 def migrations(dialect: Dialect) -> dict[int, list[str]]:
+    i = 0 if dialect == "sqlite" else 1
     return {
         1: [create_table(dialect), *INDEXES],
         2: [f"ALTER TABLE {TABLE} ADD COLUMN steps_total INTEGER"],
@@ -112,6 +128,7 @@ def migrations(dialect: Dialect) -> dict[int, list[str]]:
             *(f"ALTER TABLE {TABLE} ADD COLUMN {c} TEXT" for c in ("input", "output", "rerun_of")),
             create_steps_table(dialect),
         ],
+        4: [f"ALTER TABLE {TABLE} ADD COLUMN {c} {COLUMNS[c][i]}" for c in COST_COLUMNS],
     }
 
 
@@ -137,7 +154,8 @@ def placeholder(dialect: Dialect, name: str) -> str:
 def upsert(dialect: Dialect) -> str:
     """One statement per execution's batched change.
 
-    - counts (steps, tokens, scores) add up whatever order processes write in;
+    - counts (steps, tokens, scores) add up whatever order processes write in; so does the cost,
+      which stays NULL until some process says it is known (priced usage, or a priced end);
     - the state (status, waiting, end, cause, trace decision) is the newest one by event time:
       a process that suspended and one that resumed may write in either order;
     - `started_at` is the earliest event seen; agent, trigger, version, description and trace
@@ -162,6 +180,8 @@ def upsert(dialect: Dialect) -> str:
         f"output = COALESCE(excluded.output, {t}.output)",
         f"rerun_of = COALESCE({t}.rerun_of, excluded.rerun_of)",
         *(f"{c} = {t}.{c} + excluded.{c}" for c in ADDED),
+        f"cost_usd = CASE WHEN excluded.cost_usd IS NULL THEN {t}.cost_usd"
+        f" ELSE COALESCE({t}.cost_usd, 0) + excluded.cost_usd END",
     ]
     return (
         f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES ({', '.join(ph.values())})\n"

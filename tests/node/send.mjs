@@ -1,4 +1,5 @@
-// A Node.js agent as the README describes it: GenAI spans with task.trigger / task.id, sent with
+// A Node.js agent as the README describes it: GenAI spans with task.trigger / task.id (model calls
+// with their model, provider and cache tokens), sent with
 // the OpenTelemetry JS SDK's OTLP/HTTP protobuf exporter (chunked bodies, no Content-Length).
 // Usage: node send.mjs http://127.0.0.1:PORT/v1/traces [token]
 // Prints {"spans": [span ids...]} on stdout once everything was exported.
@@ -31,15 +32,31 @@ function execution(taskId, { toolFails = false, failWith = null, score = null } 
     "task.trigger": "webhook",
     "task.id": taskId,
   });
-  for (const step of ["plan", "answer"]) {
-    const chat = start(`chat ${step}`, {
-      "gen_ai.operation.name": "chat",
-      "gen_ai.request.model": "gpt-4o",
-      "gen_ai.usage.input_tokens": 100,
-      "gen_ai.usage.output_tokens": 20,
-    }, root);
+  // Two models, each call with its cache part of the input (input counts every input token, the
+  // cache parts included, as the GenAI conventions define it).
+  const calls = {
+    plan: {
+      "gen_ai.request.model": "gpt-4o-mini",
+      "gen_ai.provider.name": "openai",
+      "gen_ai.usage.input_tokens": 1200,
+      "gen_ai.usage.cache_read.input_tokens": 1024,
+      "gen_ai.usage.output_tokens": 30,
+    },
+    answer: {
+      "gen_ai.request.model": "claude-sonnet-4-5",
+      "gen_ai.provider.name": "anthropic",
+      "gen_ai.usage.input_tokens": 2000,
+      "gen_ai.usage.cache_creation.input_tokens": 1500,
+      "gen_ai.usage.output_tokens": 200,
+    },
+  };
+  for (const [step, usage] of Object.entries(calls)) {
+    const chat = start(`chat ${step}`, { "gen_ai.operation.name": "chat", ...usage }, root);
     chat.end();
   }
+  // The run's totals, as agent spans repeat them: not counted again.
+  root.setAttribute("gen_ai.usage.input_tokens", 3200);
+  root.setAttribute("gen_ai.usage.output_tokens", 230);
   const tool = start("execute_tool lookup", { "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup" }, root);
   if (toolFails) {
     tool.setAttribute("error.type", "ToolError");
