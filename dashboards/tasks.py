@@ -25,6 +25,7 @@ TASKS_DATASOURCE_UID = "agent-tasks"
 POSTGRES_TYPE = "grafana-postgresql-datasource"
 SQL_DS = {"type": POSTGRES_TYPE, "uid": "${datasource}"}
 TASKS_TABLE = "agent_tasks"  # exporter.tasks.schema.TABLE (kept in step by tests/test_dashboards_tasks_live.py)
+STEPS_TABLE = "agent_task_steps"  # exporter.tasks.schema.STEPS_TABLE (the same)
 # The Jaeger UI the trace links open: the compose stack's; change the dashboard constant elsewhere.
 JAEGER_URL = "http://localhost:16686"
 JAEGER_VAR = "jaeger_url"
@@ -152,6 +153,27 @@ def search_var() -> dict[str, Any]:
     }
 
 
+def task_var() -> dict[str, Any]:
+    return {
+        "current": {"text": "", "value": ""},
+        "description": "A task id: the last two panels show that execution whole (header, input, output, "
+        "steps); empty: the newest execution that ended after a step.",
+        "hide": 0,
+        "label": "Task",
+        "name": "task",
+        "options": [{"selected": True, "text": "", "value": ""}],
+        "query": "",
+        "type": "textbox",
+    }
+
+
+# The execution the last two panels show: the Task box's id, else the newest one that ended (with a step).
+SELECTED = (
+    "COALESCE(NULLIF(${task:sqlstring}, ''), (SELECT task_id FROM " + TASKS_TABLE
+    + " WHERE status IN ('completed', 'failed') AND steps_done > 0 ORDER BY started_at DESC LIMIT 1))"
+)
+
+
 def jaeger_var() -> dict[str, Any]:
     return {
         "description": "Base URL of the Jaeger UI the trace links open (the compose stack's by default).",
@@ -248,6 +270,32 @@ def tasks() -> dict[str, Any]:
         [by_name("runtime", ("unit", "s")), by_name("score", ("decimals", 2)),
          by_name("cost", ("unit", "currencyUSD"), ("decimals", 4)), STATUS_OVERRIDE, TRACE_OVERRIDE],
     ))  # fmt: skip
+    g.row(8)
+    g.add(24, sql_table(
+        "Selected task",
+        "One execution whole (the Task box's id; empty: the newest that ended), as `agent-exporter tasks "
+        "--show` prints it: status and cause, step k of n, runtime, tokens, cost, whether its trace was "
+        "kept (the link is in Recent executions), the captured input and output (`run.record_input()` / "
+        "`record_output()`; masked, truncated), the case a re-run re-ran.",
+        "SELECT task_id, agent, trigger, version, status, cause, error,\n"
+        "  CASE WHEN steps_total IS NOT NULL THEN steps_done || ' of ' || steps_total ELSE steps_done::text END"
+        " AS steps,\n"
+        "  runtime_seconds AS runtime, input_tokens + output_tokens AS tokens, cost_usd AS cost,\n"
+        f"  {TRACE_TEXT}, input, output, rerun_of, description\n"
+        f"FROM {t}\nWHERE task_id = {SELECTED}",
+        [by_name("runtime", ("unit", "s")), by_name("cost", ("unit", "currencyUSD"), ("decimals", 4)),
+         STATUS_OVERRIDE],
+    ))  # fmt: skip
+    g.row(10)
+    g.add(24, sql_table(
+        "Its steps",
+        "The selected execution's steps in order: status, runtime, mean score, each evaluation's "
+        "result, the tool calls and their outcomes, the branch taken (kept for the first 200 steps).",
+        "SELECT step_index AS step, name, status, runtime_seconds AS runtime, score, evaluations, tool_calls,"
+        " branch\n"
+        f"FROM {STEPS_TABLE}\nWHERE task_id = {SELECTED}\nORDER BY step_index",
+        [by_name("runtime", ("unit", "s")), by_name("score", ("decimals", 2))],
+    ))  # fmt: skip
     return dashboard(
         UIDS["tasks"],
         "Every execution in the task store: what runs now, what waits for a human, what ended and how; "
@@ -258,6 +306,7 @@ def tasks() -> dict[str, Any]:
             sql_query_var("trigger", "Trigger", TRIGGERS_SQL, refresh=2),
             status_var(),
             search_var(),
+            task_var(),
             jaeger_var(),
         ],
         datasource=sql_datasource_var(),

@@ -307,3 +307,23 @@ def test_grafana_role_reads_the_table_the_agents_create_and_writes_nothing(postg
             conn.execute(q.sql.encode())
     with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute(f"DELETE FROM {schema.TABLE}")  # noqa: S608
+
+
+def test_the_selected_task_shows_its_header_input_output_and_steps(live: Live) -> None:
+    """Task box set: that execution's row (input and output as stored) and its steps in order; empty:
+    the newest execution that ended after a step."""
+    (pick,) = live.run(
+        f"SELECT t.task_id, t.input, t.output, count(s.step_index) AS n FROM {schema.TABLE} t"  # noqa: S608
+        f" JOIN {schema.STEPS_TABLE} s USING (task_id) WHERE t.status = 'completed'"
+        " GROUP BY t.task_id, t.input, t.output ORDER BY t.input IS NULL, t.started_at DESC LIMIT 1"
+    )
+    (row,) = live.panel("Selected task", task=pick["task_id"])
+    assert row["task_id"] == pick["task_id"] and row["status"] == "completed"
+    assert (row["input"], row["output"]) == (pick["input"], pick["output"])
+    steps = live.panel("Its steps", task=pick["task_id"])
+    assert [s["step"] for s in steps] == list(range(1, pick["n"] + 1))
+    (newest,) = live.run(
+        f"SELECT task_id FROM {schema.TABLE} WHERE status IN ('completed', 'failed') AND steps_done > 0"  # noqa: S608
+        " ORDER BY started_at DESC LIMIT 1"
+    )
+    assert [r["task_id"] for r in live.panel("Selected task")] == [newest["task_id"]]
