@@ -228,3 +228,25 @@ def test_daily_cost_objective_exported_only_when_set():
     for bad in (0, -5, "50", True):
         with pytest.raises(ValueError):
             exporter.configure(metrics_port=None, objectives={"x": {"daily_cost_usd": bad}})
+
+
+def test_the_usage_path_increments_through_the_value_holder_and_the_registry_sees_it() -> None:
+    """On this prometheus_client the usage path uses the counter's value holder (its fast path); what it
+    adds is what the public API reads, and an object without one gets its own inc()."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    from exporter.pipeline.recorder import value_holder
+
+    reg = CollectorRegistry()
+    child = Counter("probe", "probe", ["a"], registry=reg).labels("x")
+    holder = value_holder(child)
+    assert holder is not child  # the fast path is in use on the installed version
+    holder.inc(3)
+    child.inc(2)
+    assert reg.get_sample_value("probe_total", {"a": "x"}) == 5
+
+    class _NoHolder:
+        def inc(self, amount: float = 1) -> None: ...
+
+    plain = _NoHolder()
+    assert value_holder(plain) is plain

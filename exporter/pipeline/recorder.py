@@ -55,9 +55,18 @@ class _Usage:
 
     def make(self, m: Metrics, i: int) -> Any:
         spec, pick, extra = _USAGE_SERIES[i]
-        child = m.child(spec, *(self.labels[j] for j in pick), *extra)
+        child = value_holder(m.child(spec, *(self.labels[j] for j in pick), *extra))
         self.series[i] = child
         return child
+
+
+def value_holder(counter: Any) -> Any:
+    """A labelled counter's value holder (`_value`, whose `inc` is what `Counter.inc` ends in), else the
+    counter itself. `Counter.inc` re-checks on every call what these children always are (labelled,
+    the amount a cleaned count >= 0): on the per-step usage path that is most of its cost. A
+    prometheus_client without the holder gets the public method; tests/test_cost.py checks which."""
+    value = getattr(counter, "_value", None)
+    return value if callable(getattr(value, "inc", None)) else counter
 
 
 # The series a usage event updates: (family, which of the five labels, the fixed label after them).
