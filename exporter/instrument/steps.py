@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import _config
 from .. import semconv as sc
-from ..content import capture, clean_text
+from ..content import clean_text
 from ..errors import llm_outcome_of, tool_outcome_of
 from ..pipeline.events import (
     BranchTaken,
@@ -34,6 +34,7 @@ from .recording import (
     NEEDS_REVIEW,
     PASSED,
     STATUS_RANK,
+    captured,
     current_step_var,
     exc_text,
     hex_ids,
@@ -364,23 +365,9 @@ class Step:
         try:
             if not self._alive(f"record of {key}"):
                 return
-            st = self._state
-            if not st.settings.capture_content:
-                return
-            text, report = capture(obj, max_bytes=st.settings.max_content_bytes, redact=st.settings.redact)
-            if report.unserialisable:
-                st.drop(
-                    DropReason.CONTENT_UNSERIALISABLE,
-                    f"{key}: {report.unserialisable} value(s) not JSON-serialisable; kept as repr()",
-                )
-            if report.redact_error:
-                st.drop(DropReason.REDACT_ERROR, f"{key}: redaction hook failed ({report.notes[-1]}); content withheld")
-            if report.truncated_bytes:
-                st.drop(
-                    DropReason.CONTENT_TRUNCATED,
-                    f"{key}: truncated by {report.truncated_bytes} bytes to {st.settings.max_content_bytes}",
-                )
-            self._attrs[key] = text
+            text = captured(self._state, key, obj)
+            if text is not None:
+                self._attrs[key] = text
         except Exception as exc:  # noqa: BLE001
             internal_error(self._state, "content capture", exc)
 
