@@ -21,8 +21,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from exporter.tasks.backend import Backend
 
 from tests.servers import LOCALHOST, _kill_group, free_port, missing, track, wait_until
 
@@ -150,3 +154,21 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     if postgres_server.proc is None:  # a test stopped it: bring it back
         postgres_server.start()
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A task store URL: a SQLite file, then (marked `servers`) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Backend]:
+    """A connection to that store, for reading what the library wrote."""
+    from exporter.tasks.backend import Backend
+
+    backend = Backend(store_url)
+    yield backend
+    backend.close()

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,6 @@ from exporter.tasks.query import Filters, columns_for_table, list_tasks
 ROOT = Path(__file__).resolve().parent.parent
 # USD per million tokens.
 PRICES = {"house-large": {"input": 2.0, "output": 8.0, "cache_read": 0.5, "cache_write": 2.5}}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tasks.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Backend]:
-    backend = Backend(store_url)
-    yield backend
-    backend.close()
 
 
 def configure(url: str, **kw: Any) -> None:
