@@ -57,15 +57,13 @@ class Price(NamedTuple):
 
     def cost(self, input: int, output: int, cache_read: int, cache_write: int) -> float:
         rates = self.base
-        for start, higher in self.tiers:
-            if input > start:
-                rates = higher
-        uncached = input - cache_read - cache_write
-        return (
-            uncached * rates.input
-            + cache_read * rates.cache_read
-            + cache_write * rates.cache_write
-            + output * rates.output
+        if self.tiers:
+            for start, higher in self.tiers:
+                if input > start:
+                    rates = higher
+        rate_in, rate_out, rate_read, rate_write = rates  # one unpack: this runs on every priced usage
+        return (input - cache_read - cache_write) * rate_in + cache_read * rate_read + cache_write * rate_write + (
+            output * rate_out
         )
 
 

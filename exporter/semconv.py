@@ -374,7 +374,7 @@ ATTR_GEN_AI_SYSTEM: Final = "gen_ai.system"  # the older name of gen_ai.provider
 ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 ATTR_GEN_AI_USAGE_REASONING_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
-ATTR_TASK_COST_USD: Final = "task.cost.usd"  # a model call's, a step's or an execution's priced spend
+ATTR_TASK_COST_USD: Final = "task.cost.usd"  # a model call's or an execution's priced spend
 ATTR_TASK_UNPRICED_TOKENS: Final = "task.cost.unpriced_tokens"  # tokens of models with no known price
 
 COST_SPAN_ATTRIBUTES: Final = (

@@ -54,7 +54,7 @@ class Step:
 
     __slots__ = (
         "run", "name", "tool", "index", "status", "_state", "_rec", "_span", "_ctx", "_tokens", "_t0",
-        "_dead", "_tin", "_tout", "_attrs", "_tcr", "_tcw", "_cost", "__weakref__",
+        "_dead", "_tin", "_tout", "_attrs", "_tcr", "_tcw", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, run: Execution, name: Any, tool: Any = None) -> None:
@@ -75,7 +75,6 @@ class Step:
         self._tout = 0
         self._tcr = 0  # cache read and cache write parts of `_tin`
         self._tcw = 0
-        self._cost: float | None = None  # USD of this step's priced usage, once any was priced
         self._attrs: dict[str, Any] = {}
 
     def _alive(self, what: str) -> bool:
@@ -171,6 +170,8 @@ class Step:
             span.set_status(Status(StatusCode.ERROR, failure))
         attrs = self._attrs
         attrs[sc.ATTR_STEP_STATUS] = self.status
+        # Tokens, not cost: a step's spend is on its `chat {model}` spans and summed on the
+        # execution's; one more attribute on every step span costs more than pricing it (issue 24).
         if self._tin or self._tout:
             attrs[sc.ATTR_GEN_AI_USAGE_INPUT_TOKENS] = self._tin
             attrs[sc.ATTR_GEN_AI_USAGE_OUTPUT_TOKENS] = self._tout
@@ -178,8 +179,6 @@ class Step:
                 attrs[sc.ATTR_GEN_AI_USAGE_CACHE_READ_TOKENS] = self._tcr
             if self._tcw:
                 attrs[sc.ATTR_GEN_AI_USAGE_CACHE_CREATION_TOKENS] = self._tcw
-            if self._cost is not None:
-                attrs[sc.ATTR_TASK_COST_USD] = self._cost
         span.set_attributes(attrs)
         span.end()
         if self.status != PASSED and run._sampling is not None:  # the trace will be kept: link it now
@@ -336,8 +335,6 @@ class Step:
         self._tout += tout
         self._tcr += tcr
         self._tcw += tcw
-        if cost is not None:
-            self._cost = cost + (self._cost or 0.0)
         run._add_usage(tin, tout, tcr, tcw, cost, tin + tout if unpriced else 0)
         return tin, tout, tcr, tcw, trs, provider_name, model_name, cost
 
