@@ -19,6 +19,11 @@ spans flushed (export work included); executions run in batches of 100 with a fl
 the export queue never drops a span (the dropped count is printed). Nothing is asserted (a
 benchmark, not a test).
 
+3. The same execution in one process, prices switched on and off between samples of 200
+   executions (the runtime's price list, or None as `prices=False` leaves it): one heap, one set of
+   imports and series for both, so process-to-process variance is out of the comparison. Prints
+   median, minimum and 10th percentile each way; the headline ratio for "cost on / cost off".
+
 Seconds on a shared virtual machine vary by 10% from one second to the next; `--instructions`
 counts the instructions the whole process executes per execution instead (callgrind, a run of 100
 executions differenced from one of 400, as `benchmarks.versus` does), averaged over hash seeds:
@@ -126,6 +131,43 @@ PER_EXECUTION = textwrap.dedent(
     """
 )
 
+# argv: endpoint (as above), samples, executions per sample. One process, prices switched on and
+# off between samples: the same heap, imports and series for both, so what differs is pricing.
+TOGGLED = textwrap.dedent(
+    """
+    import json, statistics, sys, time
+    import exporter
+    from exporter import _runtime
+    endpoint, samples, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    tracing = {"tracing": False} if endpoint == "off" else {} if endpoint == "made" else {"otlp_endpoint": endpoint}
+    exporter.configure(service_name="cost", metrics_port=None, log_level="off", **tracing)
+    runtime = _runtime.current()
+    prices = runtime.prices  # what configure() made; None below is what prices=False makes
+
+    def one(i):
+        with exporter.execution("invoice", trigger="email", task_id=f"T-{i}") as run:
+            for name in ("Extract", "Validate", "Route", "Approve", "Update CRM", "Notify"):
+                with run.step(name, tool="custom_gpt") as step:
+                    with step.tool_call("custom_gpt"):
+                        pass
+                    step.record_usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, model="gpt-4o")
+                    step.evaluate("accuracy", score=0.9)
+
+    got = {"on": [], "off": []}
+    for r in range(samples + 4):  # the first four each way are warm-up
+        for key in (("on", "off") if r % 2 == 0 else ("off", "on")):
+            runtime.prices = prices if key == "on" else None
+            t0, p0 = time.thread_time(), time.process_time()
+            for i in range(per):
+                one(i)
+            t1 = time.thread_time()
+            exporter.flush(30)
+            if r >= 4:
+                got[key].append(((t1 - t0) / per * 1e6, (time.process_time() - p0) / per * 1e6))
+    print(json.dumps(got))
+    """
+)
+
 CALL_VARIANTS = ("plain (today)", "model, prices on", "model, prices off")
 EXEC_VARIANTS = ("no model (today)", "model, cost on", "model, cost off")
 
@@ -189,6 +231,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--calls", type=int, default=20_000, help="record_usage calls per process")
     p.add_argument("--executions", type=int, default=3000, help="executions per process")
+    p.add_argument("--samples", type=int, default=40, help="part 3: samples each way")
+    p.add_argument("--per-sample", type=int, default=200, help="part 3: executions per sample")
     p.add_argument("--instructions", action="store_true", help="part 2 only, instructions under valgrind")
     p.add_argument("--seeds", type=int, default=3, help="with --instructions: hash seeds to average over")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="with --instructions: valgrind runs at once")
@@ -220,8 +264,29 @@ def main() -> None:
             print(f"  cost on / cost off: {_ratio(run, 'process_us', 'model, cost on', 'model, cost off')}")
             dropped = {v: sum(x["dropped"] for x in runs) for v, runs in run.items()}
             print(f"  dropped (agent_exporter_dropped_total, all runs): {dropped}")
+        print(f"3. per execution, one process, prices switched on and off between samples ({a.samples} samples of "
+              f"{a.per_sample} executions each way)")  # fmt: skip
+        for where, what in ((endpoint, "spans exported to a local sink"), ("made", "spans made, not exported"),
+                            ("off", "tracing off")):  # fmt: skip
+            _toggled(where, what, a.samples, a.per_sample)
     finally:
         server.shutdown()
+
+
+def _toggled(where: str, what: str, samples: int, per: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "1"}
+    out = subprocess.run([sys.executable, "-c", TOGGLED, where, str(samples), str(per)], capture_output=True,
+                         text=True, env=env, cwd=REPO, check=True, timeout=1200)  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {what}:")
+    for i, cpu in enumerate(("agent thread", "process, spans flushed")):
+        on = sorted(x[i] for x in got["on"])
+        off = sorted(x[i] for x in got["off"])
+        p10 = len(on) // 10
+        print(f"    {cpu:23} on {statistics.median(on):7.1f} µs (min {on[0]:.1f}, p10 {on[p10]:.1f})   "
+              f"off {statistics.median(off):7.1f} µs (min {off[0]:.1f}, p10 {off[p10]:.1f})   cost on / cost off: "
+              f"{statistics.median(on) / statistics.median(off):.3f}x median, {on[0] / off[0]:.3f}x min, "
+              f"{on[p10] / off[p10]:.3f}x p10")  # fmt: skip
 
 
 def _count_instructions(seeds: int, jobs: int) -> None:
