@@ -84,13 +84,15 @@ def test_task_store_sections_run_against_postgresql() -> None:
 @pytest.mark.timeout(240)
 def test_cost_benchmark_prints_each_ratio_and_drops_nothing() -> None:
     """`python3 -m benchmarks.cost` at tiny sizes: the per-call figures, then cost on / cost off per
-    way of tracing, for the agent thread and the process, with no span dropped by the export queue."""
-    proc = run_module("benchmarks.cost", "--rounds", "1", "--calls", "500", "--executions", "200")
+    way of tracing, for the agent thread and the process, in fresh processes (no span dropped by the
+    export queue) and in one process with prices switched on and off."""
+    proc = run_module("benchmarks.cost", "--rounds", "1", "--calls", "500", "--executions", "200", "--samples", "2",
+                      "--per-sample", "20")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "with a model and a price: +" in out
     for mode in ("spans exported to a local sink", "spans made, not exported", "tracing off"):
         assert mode in out
-    assert out.count("cost on / cost off: ") == 6, out
+    assert out.count("cost on / cost off: ") == 6 + 6, out  # part 2: 3 ways x 2 CPUs; part 3 the same
     drops = [line for line in out.splitlines() if "dropped (agent_exporter_dropped_total" in line]
     assert len(drops) == 3 and all(line.count(": 0.0") == 3 for line in drops), drops
