@@ -78,13 +78,11 @@ PER_CALL = textwrap.dedent(
     """
 )
 
-# argv: variant, executions, endpoint ("off": tracing off, "made": spans made, not exported;
-# "encoded": spans encoded as an OTLP exporter does, not sent), warm-up
-PER_EXECUTION = textwrap.dedent(
+# The 6-step execution and the way of tracing, shared by the per-execution workers below: it reads
+# `endpoint` ("off": tracing off; "made": spans made, not exported; "encoded": spans encoded as an
+# OTLP exporter does, not sent; else an OTLP/HTTP endpoint) and `model` (None: today's call).
+_SHAPE = textwrap.dedent(
     """
-    import json, sys, time
-    import exporter
-    variant, n, endpoint, warmup = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     tracing = {"tracing": False} if endpoint == "off" else {} if endpoint == "made" else {"otlp_endpoint": endpoint}
     if endpoint == "encoded":  # what an OTLP exporter does to each span, without the network
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -96,9 +94,6 @@ PER_EXECUTION = textwrap.dedent(
                 return SpanExportResult.SUCCESS
 
         tracing = {"span_exporter": Encoded()}
-    exporter.configure(service_name="cost", metrics_port=None, log_level="off",
-                       prices=False if variant == "model, cost off" else None, **tracing)
-    model = None if variant == "no model (today)" else "gpt-4o"
 
     def one(i):
         with exporter.execution("invoice", trigger="email", task_id=f"T-{i}") as run:
@@ -111,61 +106,76 @@ PER_EXECUTION = textwrap.dedent(
                     else:
                         step.record_usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, model=model)
                     step.evaluate("accuracy", score=0.9)
-
-    for start in range(0, warmup, 100):
-        for i in range(start, min(warmup, start + 100)):
-            one(i)
-        exporter.flush(30)
-    agent = 0.0
-    p0 = time.process_time()
-    for start in range(0, n, 100):  # batches the export queue holds whole: no span dropped
-        t0 = time.thread_time()
-        for i in range(start, min(n, start + 100)):
-            one(i)
-        agent += time.thread_time() - t0
-        exporter.flush(30)
-    p1 = time.process_time()
-    dropped = sum(s.value for m in exporter.registry().collect() if m.name == "agent_exporter_dropped"
-                  for s in m.samples if s.name.endswith("_total"))
-    print(json.dumps({"us": agent / n * 1e6, "process_us": (p1 - p0) / n * 1e6, "dropped": dropped}))
     """
 )
 
-# argv: endpoint (as above), samples, executions per sample. One process, prices switched on and
-# off between samples: the same heap, imports and series for both, so what differs is pricing.
-TOGGLED = textwrap.dedent(
-    """
-    import json, statistics, sys, time
-    import exporter
-    from exporter import _runtime
-    endpoint, samples, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    tracing = {"tracing": False} if endpoint == "off" else {} if endpoint == "made" else {"otlp_endpoint": endpoint}
-    exporter.configure(service_name="cost", metrics_port=None, log_level="off", **tracing)
-    runtime = _runtime.current()
-    prices = runtime.prices  # what configure() made; None below is what prices=False makes
-
-    def one(i):
-        with exporter.execution("invoice", trigger="email", task_id=f"T-{i}") as run:
-            for name in ("Extract", "Validate", "Route", "Approve", "Update CRM", "Notify"):
-                with run.step(name, tool="custom_gpt") as step:
-                    with step.tool_call("custom_gpt"):
-                        pass
-                    step.record_usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, model="gpt-4o")
-                    step.evaluate("accuracy", score=0.9)
-
-    got = {"on": [], "off": []}
-    for r in range(samples + 4):  # the first four each way are warm-up
-        for key in (("on", "off") if r % 2 == 0 else ("off", "on")):
-            runtime.prices = prices if key == "on" else None
-            t0, p0 = time.thread_time(), time.process_time()
-            for i in range(per):
+# argv: variant, executions, endpoint (as in _SHAPE), warm-up
+PER_EXECUTION = (
+    textwrap.dedent(
+        """
+        import json, sys, time
+        import exporter
+        variant, n, endpoint, warmup = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+        model = None if variant == "no model (today)" else "gpt-4o"
+        """
+    )
+    + _SHAPE
+    + textwrap.dedent(
+        """
+        exporter.configure(service_name="cost", metrics_port=None, log_level="off",
+                           prices=False if variant == "model, cost off" else None, **tracing)
+        for start in range(0, warmup, 100):
+            for i in range(start, min(warmup, start + 100)):
                 one(i)
-            t1 = time.thread_time()
             exporter.flush(30)
-            if r >= 4:
-                got[key].append(((t1 - t0) / per * 1e6, (time.process_time() - p0) / per * 1e6))
-    print(json.dumps(got))
-    """
+        agent = 0.0
+        p0 = time.process_time()
+        for start in range(0, n, 100):  # batches the export queue holds whole: no span dropped
+            t0 = time.thread_time()
+            for i in range(start, min(n, start + 100)):
+                one(i)
+            agent += time.thread_time() - t0
+            exporter.flush(30)
+        p1 = time.process_time()
+        dropped = sum(s.value for m in exporter.registry().collect() if m.name == "agent_exporter_dropped"
+                      for s in m.samples if s.name.endswith("_total"))
+        print(json.dumps({"us": agent / n * 1e6, "process_us": (p1 - p0) / n * 1e6, "dropped": dropped}))
+        """
+    )
+)
+
+# argv: endpoint (as in _SHAPE), samples, executions per sample. One process, prices switched on
+# and off between samples: the same heap, imports and series for both, so what differs is pricing.
+TOGGLED = (
+    textwrap.dedent(
+        """
+        import json, sys, time
+        import exporter
+        from exporter import _runtime
+        endpoint, samples, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+        model = "gpt-4o"
+        """
+    )
+    + _SHAPE
+    + textwrap.dedent(
+        """
+        exporter.configure(service_name="cost", metrics_port=None, log_level="off", **tracing)
+        runtime = _runtime.current()
+        prices = runtime.prices  # what configure() made; None below is what prices=False makes
+        got = {"on": [], "off": []}
+        for r in range(samples + 4):  # the first four each way are warm-up
+            for key in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                runtime.prices = prices if key == "on" else None
+                t0, p0 = time.thread_time(), time.process_time()
+                for i in range(per):
+                    one(i)
+                t1 = time.thread_time()
+                exporter.flush(30)
+                if r >= 4:
+                    got[key].append(((t1 - t0) / per * 1e6, (time.process_time() - p0) / per * 1e6))
+        print(json.dumps(got))
+        """
+    )
 )
 
 CALL_VARIANTS = ("plain (today)", "model, prices on", "model, prices off")
